@@ -1,0 +1,4 @@
+//! composefs images: the tree they are written from, the EROFS writer and reader, and
+//! the composefs-dump(5) text format.
+
+pub mod tree;

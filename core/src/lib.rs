@@ -1,0 +1,8 @@
+//! Models of an ostree system booting from a verified composefs root.
+//!
+//! Everything here is data and pure functions over data, plus the few filesystem
+//! readers the models need. The binaries (`ostree-prepare-root`,
+//! `ostree-system-generator`, `ostree-composefs`) are thin executors over this crate:
+//! prepare-root executes the [`plan`] with syscalls, the generator renders it as units.
+
+pub mod composefs;

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("ostree-prepare-root: not built yet");
+    std::process::exit(1);
+}
