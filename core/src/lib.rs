@@ -5,4 +5,14 @@
 //! `ostree-system-generator`, `ostree-composefs`) are thin executors over this crate:
 //! prepare-root executes the [`plan`] with syscalls, the generator renders it as units.
 
+pub mod cmdline;
 pub mod composefs;
+pub mod config;
+pub mod deployment;
+pub mod fsverity;
+pub mod keyfile;
+pub mod layout;
+pub mod logger;
+pub mod ostree;
+pub mod plan;
+pub mod sign;

@@ -1,0 +1,4 @@
+//! fs-verity: the userspace digest (as the kernel computes it) and the kernel ioctls.
+
+pub mod digest;
+pub mod ioctl;
