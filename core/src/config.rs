@@ -244,6 +244,13 @@ impl RootConfig {
         })
     }
 
+    /// The configuration under `config_root` with `cmdline` applied, as prepare-root and
+    /// `--print-config` see it. The legacy `repo/config` flag is not part of it: it is a
+    /// fact about the disk (see [`crate::plan::Facts`]).
+    pub fn load(config_root: &Path, cmdline: &Cmdline) -> Result<RootConfig, ConfigError> {
+        RootConfig::new(&PrepareRootConfig::load(config_root)?, cmdline)
+    }
+
     /// The `--print-config` lines, in their fixed order, each ending in `\n`.
     pub fn print(&self) -> String {
         format!(
