@@ -20,7 +20,10 @@ fn vectors_dir() -> PathBuf {
         }
     }
     let fallback = PathBuf::from("/work/shared/vectors/composefs");
-    assert!(fallback.is_dir(), "composefs vectors not found: set OSTREE_BOOT_VECTORS");
+    assert!(
+        fallback.is_dir(),
+        "composefs vectors not found: set OSTREE_BOOT_VECTORS"
+    );
     fallback
 }
 
@@ -29,14 +32,20 @@ fn load(name: &str) -> Vec<u8> {
     let raw = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     if name.ends_with(".gz") {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .unwrap();
         out
     } else {
         raw
     }
 }
 
-const LENIENT: [&str; 3] = ["no-newline.dump", "longlink.dump", "honggfuzz-longlink-unterminated.dump"];
+const LENIENT: [&str; 3] = [
+    "no-newline.dump",
+    "longlink.dump",
+    "honggfuzz-longlink-unterminated.dump",
+];
 
 fn positive() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(vectors_dir())
@@ -53,7 +62,10 @@ fn options(name: &str) -> writer::WriteOptions {
     match std::fs::read_to_string(vectors_dir().join(format!("{name}.version"))) {
         Ok(v) => {
             let v: u32 = v.trim().parse().unwrap();
-            writer::WriteOptions { min_version: v, max_version: v }
+            writer::WriteOptions {
+                min_version: v,
+                max_version: v,
+            }
         }
         Err(_) => writer::WriteOptions::default(),
     }
@@ -66,7 +78,11 @@ fn sha(b: &[u8]) -> String {
 #[test]
 fn positive_vectors_are_byte_identical() {
     let names = positive();
-    assert_eq!(names.len(), 14, "expected 14 positive vectors, found {names:?}");
+    assert_eq!(
+        names.len(),
+        14,
+        "expected 14 positive vectors, found {names:?}"
+    );
     let mut failures = Vec::new();
     for name in &names {
         let text = load(name);
@@ -86,9 +102,17 @@ fn positive_vectors_are_byte_identical() {
             }
         };
         let want = std::fs::read_to_string(vectors_dir().join(format!("{name}.sha256"))).unwrap();
-        let want = want.split_whitespace().next().unwrap_or_default().to_string();
+        let want = want
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if sha(&img) != want {
-            failures.push(format!("{name}: sha256 {} != {want} ({} bytes)", sha(&img), img.len()));
+            failures.push(format!(
+                "{name}: sha256 {} != {want} ({} bytes)",
+                sha(&img),
+                img.len()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -57,7 +57,10 @@ impl std::fmt::Display for XattrSetError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             XattrSetError::BadNameLength(n) => {
-                write!(f, "xattr name length {n} is not between 1 and {MAX_XATTR_NAME}")
+                write!(
+                    f,
+                    "xattr name length {n} is not between 1 and {MAX_XATTR_NAME}"
+                )
             }
             XattrSetError::ValueTooLong(n) => write!(f, "xattr value of {n} bytes exceeds 65535"),
             XattrSetError::OverBudget => write!(
@@ -91,7 +94,10 @@ pub fn set_xattr_counted(
     if budget.0.wrapping_add(entry) > limit || budget.0 > u64::MAX / 2 {
         return Err(XattrSetError::OverBudget);
     }
-    xattrs.push(Xattr { key: key.to_vec(), value: value.to_vec() });
+    xattrs.push(Xattr {
+        key: key.to_vec(),
+        value: value.to_vec(),
+    });
     budget.0 = budget.0.wrapping_add(entry);
     Ok(())
 }
@@ -104,13 +110,18 @@ pub fn unset_xattr_counted(xattrs: &mut Vec<Xattr>, budget: &mut XattrBudget, ke
             budget.0 = 0;
         } else {
             // Wrapping like the C size_t: a rename made the entry longer than counted.
-            budget.0 = budget.0.wrapping_sub(7 + key.len() as u64 + removed.value.len() as u64);
+            budget.0 = budget
+                .0
+                .wrapping_sub(7 + key.len() as u64 + removed.value.len() as u64);
         }
     }
 }
 
 fn err(line: usize, msg: impl Into<String>) -> DumpError {
-    DumpError { line, msg: msg.into() }
+    DumpError {
+        line,
+        msg: msg.into(),
+    }
 }
 
 fn hexdigit(c: u8) -> Option<u8> {
@@ -157,7 +168,12 @@ pub fn unescape(s: &[u8]) -> Result<Vec<u8>, String> {
                     }
                 }
             }
-            other => return Err(format!("unsupported escape type '\\{}'", other.escape_ascii())),
+            other => {
+                return Err(format!(
+                    "unsupported escape type '\\{}'",
+                    other.escape_ascii()
+                ));
+            }
         }
     }
     Ok(out)
@@ -165,7 +181,11 @@ pub fn unescape(s: &[u8]) -> Result<Vec<u8>, String> {
 
 /// `-` alone means "not set".
 fn unescape_optional(s: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    if s == b"-" { Ok(None) } else { unescape(s).map(Some) }
+    if s == b"-" {
+        Ok(None)
+    } else {
+        unescape(s).map(Some)
+    }
 }
 
 /// C strings end at the first NUL.
@@ -263,7 +283,12 @@ struct Parser {
 
 /// Parses a dump file into a tree. `strict` adds upstream's `CFS_PARSE_STRICT` checks.
 pub fn parse(text: &[u8], strict: bool) -> Result<Tree, DumpError> {
-    let mut p = Parser { tree: None, strict, fixups: Vec::new(), placeholders: HashMap::new() };
+    let mut p = Parser {
+        tree: None,
+        strict,
+        fixups: Vec::new(),
+        placeholders: HashMap::new(),
+    };
     let mut rest = text;
     let mut lineno = 0;
     while !rest.is_empty() {
@@ -280,15 +305,29 @@ pub fn parse(text: &[u8], strict: bool) -> Result<Tree, DumpError> {
 impl Parser {
     fn line(&mut self, n: usize, line: &[u8]) -> Result<(), DumpError> {
         if let Some(off) = line.iter().position(|&b| b == 0) {
-            return Err(err(n, format!("invalid embedded NUL character at position {off}")));
+            return Err(err(
+                n,
+                format!("invalid embedded NUL character at position {off}"),
+            ));
         }
         let mut rest = line;
         let mut f: [&[u8]; 11] = [&[]; 11];
         for slot in f.iter_mut() {
             *slot = split_at(&mut rest, b' ').0;
         }
-        let [path_f, size_f, mode_f, nlink_f, uid_f, gid_f, rdev_f, mtime_f, payload_f, content_f, digest_f] =
-            f;
+        let [
+            path_f,
+            size_f,
+            mode_f,
+            nlink_f,
+            uid_f,
+            gid_f,
+            rdev_f,
+            mtime_f,
+            payload_f,
+            content_f,
+            digest_f,
+        ] = f;
         let e = |m: String| err(n, m);
 
         let path = cstr(unescape(path_f).map_err(|m| e(format!("path: {m}")))?);
@@ -301,19 +340,31 @@ impl Parser {
         };
         let m = parse_uint(mode_digits, 8, "mode").map_err(e)? as u32;
         if !valid_type(m) {
-            return Err(e(format!("invalid mode {m:o} of {}: no valid file type", show(&path))));
+            return Err(e(format!(
+                "invalid mode {m:o} of {}: no valid file type",
+                show(&path)
+            )));
         }
         let (id, parent, name) = self.add_node(n, &path, Node::new(m))?;
 
         if hardlink {
             if m & mode::S_IFMT == mode::S_IFDIR {
-                return Err(e(format!("{}: directories can't be hardlinked", show(&path))));
+                return Err(e(format!(
+                    "{}: directories can't be hardlinked",
+                    show(&path)
+                )));
             }
             let target = unescape_optional(payload_f)
                 .map_err(|m| e(format!("hardlink target: {m}")))?
                 .map(cstr);
             self.placeholders.insert(id, self.fixups.len());
-            self.fixups.push(Fixup { line: n, placeholder: id, parent, name, target });
+            self.fixups.push(Fixup {
+                line: n,
+                placeholder: id,
+                parent,
+                name,
+                target,
+            });
             return Ok(());
         }
 
@@ -346,7 +397,10 @@ impl Parser {
         };
         let ty = m & mode::S_IFMT;
 
-        let tree = self.tree.as_mut().ok_or_else(|| err(n, "root directory missing"))?;
+        let tree = self
+            .tree
+            .as_mut()
+            .ok_or_else(|| err(n, "root directory missing"))?;
         let node = tree.node_mut(id);
         node.nlink = Some(nlink);
         node.uid = uid;
@@ -355,9 +409,15 @@ impl Parser {
             // libcomposefs keeps st_rdev in 32 bits.
             node.rdev = rdev as u32 as u64;
         } else if self.strict && rdev != 0 {
-            return Err(e(format!("{}: non-zero device number on a non-device", show(&path))));
+            return Err(e(format!(
+                "{}: non-zero device number on a non-device",
+                show(&path)
+            )));
         }
-        node.mtime = Timespec { sec: sec as i64, nsec: nsec as u32 };
+        node.mtime = Timespec {
+            sec: sec as i64,
+            nsec: nsec as u32,
+        };
         if ty == mode::S_IFLNK {
             let target = match payload {
                 Some(t) if !t.is_empty() => t,
@@ -421,12 +481,23 @@ impl Parser {
             let mut kv = field;
             let (k, found) = split_at(&mut kv, b'=');
             if !found {
-                return Err(e(format!("{}: missing '=' in xattr {:?}", show(&path), show(field))));
+                return Err(e(format!(
+                    "{}: missing '=' in xattr {:?}",
+                    show(&path),
+                    show(field)
+                )));
             }
             let key = cstr(unescape(k).map_err(|m| e(format!("xattr name: {m}")))?);
             let value = unescape(kv).map_err(|m| e(format!("xattr value: {m}")))?;
-            set_xattr_counted(&mut xattrs, &mut budget, &key, &value, MAX_XATTR_BUDGET)
-                .map_err(|x| e(format!("{}: can't set xattr {:?}: {x}", show(&path), show(&key))))?;
+            set_xattr_counted(&mut xattrs, &mut budget, &key, &value, MAX_XATTR_BUDGET).map_err(
+                |x| {
+                    e(format!(
+                        "{}: can't set xattr {:?}: {x}",
+                        show(&path),
+                        show(&key)
+                    ))
+                },
+            )?;
         }
         node.xattrs = xattrs;
         Ok(())
@@ -479,7 +550,10 @@ impl Parser {
         }
         let name = p.to_vec();
         if !tree.node(parent).is_dir() || self.placeholders.contains_key(&parent) {
-            return Err(err(n, format!("parent must be a directory for {}", show(path))));
+            return Err(err(
+                n,
+                format!("parent must be a directory for {}", show(path)),
+            ));
         }
         if name == b"." || name == b".." {
             return Err(err(n, format!("invalid . or .. in path: {}", show(path))));
@@ -489,7 +563,10 @@ impl Parser {
             Err(TreeError::Exists(_)) => Err(err(n, format!("path {} already exists", show(path)))),
             Err(TreeError::InvalidName(_)) => Err(err(
                 n,
-                format!("invalid file name in {}: empty or longer than 255 bytes", show(path)),
+                format!(
+                    "invalid file name in {}: empty or longer than 255 bytes",
+                    show(path)
+                ),
             )),
             Err(x) => Err(err(n, format!("{}: {x}", show(path)))),
         }
@@ -497,7 +574,10 @@ impl Parser {
 
     fn finish(mut self, last_line: usize) -> Result<Tree, DumpError> {
         let Some(mut tree) = self.tree.take() else {
-            return Err(err(last_line.max(1), "no files in dump file (no root directory)"));
+            return Err(err(
+                last_line.max(1),
+                "no files in dump file (no root directory)",
+            ));
         };
         // Resolve each hardlink to its final (non-placeholder) target, following chains
         // of hardlinks to hardlinks and refusing cycles.
@@ -514,16 +594,25 @@ impl Parser {
                     return Err(err(fx.line, "no target path for the hardlink"));
                 };
                 let Some(t) = tree.lookup(tp) else {
-                    return Err(err(fx.line, format!("no target at {} for hardlink", show(tp))));
+                    return Err(err(
+                        fx.line,
+                        format!("no target at {} for hardlink", show(tp)),
+                    ));
                 };
                 if t == fx.placeholder {
-                    return Err(err(fx.line, format!("self-referential hardlink {}", show(tp))));
+                    return Err(err(
+                        fx.line,
+                        format!("self-referential hardlink {}", show(tp)),
+                    ));
                 }
                 match self.placeholders.get(&t) {
                     None => break t,
                     Some(&next) => {
                         if seen.contains(&next) {
-                            return Err(err(fx.line, format!("hardlink cycle through {}", show(tp))));
+                            return Err(err(
+                                fx.line,
+                                format!("hardlink cycle through {}", show(tp)),
+                            ));
                         }
                         seen.push(next);
                         cur = next;
@@ -540,8 +629,12 @@ impl Parser {
         }
         for (fx, target) in self.fixups.iter().zip(resolved) {
             let Some(target) = target else { continue };
-            tree.node_mut(fx.parent).children.insert(fx.name.clone(), target);
-            tree.node_mut(target).hardlinks.push((fx.parent, fx.name.clone()));
+            tree.node_mut(fx.parent)
+                .children
+                .insert(fx.name.clone(), target);
+            tree.node_mut(target)
+                .hardlinks
+                .push((fx.parent, fx.name.clone()));
         }
         if !self.fixups.is_empty() {
             tree = compact(&tree);
@@ -623,7 +716,12 @@ fn escape_into(out: &mut Vec<u8>, v: &[u8], esc: Esc) {
             0x21..=0x7e => out.push(c),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'x', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[(c >> 4) as usize],
+                    HEX[(c & 15) as usize],
+                ]);
             }
         }
     }
@@ -644,7 +742,8 @@ pub fn write(tree: &Tree) -> Vec<u8> {
     let entries = tree.walk_entries();
     if has_links {
         for (path, parent, name, id) in &entries {
-            if !tree.node(*id).hardlinks.is_empty() && !is_secondary_entry(tree, *parent, name, *id) {
+            if !tree.node(*id).hardlinks.is_empty() && !is_secondary_entry(tree, *parent, name, *id)
+            {
                 primary_path.entry(*id).or_insert_with(|| path.clone());
             }
         }
@@ -674,7 +773,10 @@ pub fn write(tree: &Tree) -> Vec<u8> {
         out.push(b' ');
         push_num(&mut out, node.rdev);
         out.push(b' ');
-        push_num(&mut out, format_args!("{}.{}", node.mtime.sec, node.mtime.nsec));
+        push_num(
+            &mut out,
+            format_args!("{}.{}", node.mtime.sec, node.mtime.nsec),
+        );
         out.push(b' ');
         match link_target.or(node.payload.as_ref()) {
             Some(p) => escape_into(&mut out, p, Esc::LoneDash),
@@ -702,7 +804,12 @@ pub fn write(tree: &Tree) -> Vec<u8> {
 }
 
 fn is_secondary_entry(tree: &Tree, parent: NodeId, name: &[u8], id: NodeId) -> bool {
-    id != ROOT && tree.node(id).hardlinks.iter().any(|(p, n)| *p == parent && n == name)
+    id != ROOT
+        && tree
+            .node(id)
+            .hardlinks
+            .iter()
+            .any(|(p, n)| *p == parent && n == name)
 }
 
 impl Tree {
@@ -713,8 +820,11 @@ impl Tree {
         let mut out = Vec::with_capacity(self.nodes.len());
         out.push((b"/".to_vec(), ROOT, Vec::new(), ROOT));
         // Stack of (directory id, its path, iterator position).
-        let mut stack: Vec<(NodeId, Vec<u8>, std::collections::btree_map::Iter<'_, Vec<u8>, NodeId>)> =
-            vec![(ROOT, Vec::new(), self.nodes[ROOT].children.iter())];
+        let mut stack: Vec<(
+            NodeId,
+            Vec<u8>,
+            std::collections::btree_map::Iter<'_, Vec<u8>, NodeId>,
+        )> = vec![(ROOT, Vec::new(), self.nodes[ROOT].children.iter())];
         let mut on_stack = vec![false; self.nodes.len()];
         on_stack[ROOT] = true;
         while let Some((dir, dpath, it)) = stack.last_mut() {
@@ -811,9 +921,17 @@ mod tests {
         ];
         for (text, want) in cases {
             let e = parse(text, false).unwrap_err();
-            assert!(e.to_string().contains(want), "{:?}: got {e}", String::from_utf8_lossy(text));
+            assert!(
+                e.to_string().contains(want),
+                "{:?}: got {e}",
+                String::from_utf8_lossy(text)
+            );
         }
-        let e = parse(b"/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 x.0 - - -\n", false).unwrap_err();
+        let e = parse(
+            b"/ 0 40755 1 0 0 0 0.0 - - -\n/a 0 100644 1 0 0 0 x.0 - - -\n",
+            false,
+        )
+        .unwrap_err();
         assert_eq!(e.line, 2);
     }
 
@@ -822,7 +940,10 @@ mod tests {
         assert_eq!(parse_uint(b"17", 10, "x"), Ok(17));
         assert_eq!(parse_uint(b"+17", 10, "x"), Ok(17));
         assert_eq!(parse_uint(b"-1", 10, "x"), Ok(u64::MAX));
-        assert_eq!(parse_uint(b"99999999999999999999999", 10, "x"), Ok(u64::MAX));
+        assert_eq!(
+            parse_uint(b"99999999999999999999999", 10, "x"),
+            Ok(u64::MAX)
+        );
         assert_eq!(parse_uint(b"777", 8, "x"), Ok(0o777));
         assert!(parse_uint(b"8", 8, "x").is_err());
         assert!(parse_uint(b"", 10, "x").is_err());

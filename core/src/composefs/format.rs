@@ -98,7 +98,11 @@ pub fn xxh32(input: &[u8], seed: u32) -> u32 {
     const P4: u32 = 668265263;
     const P5: u32 = 374761393;
     let rd = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let round = |acc: u32, lane: u32| acc.wrapping_add(lane.wrapping_mul(P2)).rotate_left(13).wrapping_mul(P1);
+    let round = |acc: u32, lane: u32| {
+        acc.wrapping_add(lane.wrapping_mul(P2))
+            .rotate_left(13)
+            .wrapping_mul(P1)
+    };
     let len = input.len();
     let mut p = input;
     let mut h: u32;
@@ -125,11 +129,17 @@ pub fn xxh32(input: &[u8], seed: u32) -> u32 {
     }
     h = h.wrapping_add(len as u32);
     while p.len() >= 4 {
-        h = h.wrapping_add(rd(p).wrapping_mul(P3)).rotate_left(17).wrapping_mul(P4);
+        h = h
+            .wrapping_add(rd(p).wrapping_mul(P3))
+            .rotate_left(17)
+            .wrapping_mul(P4);
         p = &p[4..];
     }
     for &b in p {
-        h = h.wrapping_add((b as u32).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+        h = h
+            .wrapping_add((b as u32).wrapping_mul(P5))
+            .rotate_left(11)
+            .wrapping_mul(P1);
     }
     h ^= h >> 15;
     h = h.wrapping_mul(P2);
@@ -142,7 +152,11 @@ pub fn xxh32(input: &[u8], seed: u32) -> u32 {
 /// `(chunk bits, chunk count)` for a file without data of this size
 /// (`erofs_compute_chunking`): one chunk where possible, at least a block.
 pub fn chunking(size: u64) -> (u32, u64) {
-    let ilog = if size <= 1 { 0 } else { 63 - (size - 1).leading_zeros() };
+    let ilog = if size <= 1 {
+        0
+    } else {
+        63 - (size - 1).leading_zeros()
+    };
     let mut bits = ilog + 1;
     if bits < BLOCK_BITS {
         bits = BLOCK_BITS;
@@ -163,7 +177,10 @@ mod tests {
         assert_eq!(xxh32(b"", 0), 0x02cc5d05);
         assert_eq!(xxh32(b"a", 0), 0x550d7456);
         assert_eq!(xxh32(b"abc", 0), 0x32d153ff);
-        assert_eq!(xxh32(b"Nobody inspects the spammish repetition", 0), 0xe2293b2f);
+        assert_eq!(
+            xxh32(b"Nobody inspects the spammish repetition", 0),
+            0xe2293b2f
+        );
     }
 
     #[test]

@@ -48,15 +48,22 @@ impl Header {
 /// Reads the composefs header (what mount.composefs checks before mounting).
 pub fn read_header(img: &[u8]) -> Result<Header, ReadError> {
     let b = Bytes(img);
-    let magic = b.u32(0).ok_or_else(|| ReadError::NotComposefs("shorter than its header".into()))?;
+    let magic = b
+        .u32(0)
+        .ok_or_else(|| ReadError::NotComposefs("shorter than its header".into()))?;
     if magic != COMPOSEFS_MAGIC {
         return Err(ReadError::NotComposefs(format!("bad magic {magic:#010x}")));
     }
     let version = b.u32(4).unwrap_or(0);
     if version != COMPOSEFS_HEADER_VERSION {
-        return Err(ReadError::Unsupported(format!("composefs header version {version}")));
+        return Err(ReadError::Unsupported(format!(
+            "composefs header version {version}"
+        )));
     }
-    Ok(Header { flags: b.u32(8).unwrap_or(0), composefs_version: b.u32(12).unwrap_or(0) })
+    Ok(Header {
+        flags: b.u32(8).unwrap_or(0),
+        composefs_version: b.u32(12).unwrap_or(0),
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -72,7 +79,8 @@ impl<'a> Bytes<'a> {
         self.get(off, 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
     fn u32(&self, off: u64) -> Option<u32> {
-        self.get(off, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.get(off, 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn u64(&self, off: u64) -> Option<u64> {
         self.get(off, 8).map(|b| {
@@ -96,6 +104,9 @@ struct RawInode<'a> {
     raw_blkaddr: u32,
     /// Bytes right after the inode and its xattrs (where an inline tail lives).
     tail_start: u64,
+    /// A char device 0:0 on disk: a stub whiteout, skipped (decided before the xattrs
+    /// turn an escaped whiteout back into one).
+    stub: bool,
     _p: std::marker::PhantomData<&'a ()>,
 }
 
@@ -119,7 +130,12 @@ pub fn read_image(img: &[u8]) -> Result<Tree, ReadError> {
     };
     let meta = b.u32(sb + 40).ok_or_else(|| corrupt("short superblock"))? as u64 * BLOCK_SIZE;
     let xattr = b.u32(sb + 44).ok_or_else(|| corrupt("short superblock"))? as u64 * BLOCK_SIZE;
-    let im = Image { b, meta, xattr, build_time };
+    let im = Image {
+        b,
+        meta,
+        xattr,
+        build_time,
+    };
 
     let root = im.inode(root_nid)?;
     if root.node.file_type() != mode::S_IFDIR {
@@ -134,7 +150,8 @@ pub fn read_image(img: &[u8]) -> Result<Tree, ReadError> {
     let mut budget = img.len() / DIRENT_SIZE as usize + 1;
     budget = budget.saturating_sub(root_dirents.len());
     // Depth-first, in dirent order, as upstream builds nodes.
-    let mut stack: Vec<(NodeId, usize, Vec<(Vec<u8>, u64)>, usize)> = vec![(ROOT, 1, root_dirents, 0)];
+    let mut stack: Vec<(NodeId, usize, Vec<(Vec<u8>, u64)>, usize)> =
+        vec![(ROOT, 1, root_dirents, 0)];
     while let Some((dir, depth_len, ents, pos)) = stack.last_mut() {
         let (dir, depth_len) = (*dir, *depth_len);
         let Some((name, nid)) = ents.get(*pos).cloned() else {
@@ -147,17 +164,22 @@ pub fn read_image(img: &[u8]) -> Result<Tree, ReadError> {
         }
         let path_len = depth_len + 1 + name.len();
         if path_len > MAX_PATH {
-            return Err(ReadError::Unsupported(format!("a path is longer than {MAX_PATH} bytes")));
+            return Err(ReadError::Unsupported(format!(
+                "a path is longer than {MAX_PATH} bytes"
+            )));
         }
         if let Some(&existing) = by_nid.get(&nid) {
             if tree.node(existing).is_dir() {
-                return Err(corrupt(format!("directory inode {nid} has more than one name")));
+                return Err(corrupt(format!(
+                    "directory inode {nid} has more than one name"
+                )));
             }
-            tree.link(dir, &name, existing).map_err(|e| tree_err(e, &name))?;
+            tree.link(dir, &name, existing)
+                .map_err(|e| tree_err(e, &name))?;
             continue;
         }
         let ino = im.inode(nid)?;
-        if ino.node.file_type() == mode::S_IFCHR && ino.node.rdev == 0 {
+        if ino.stub {
             // The stub whiteouts (and any plain 0:0 device) are not part of the tree.
             if ino.node.nlink.unwrap_or(1) > 1 {
                 return Err(corrupt(format!("whiteout inode {nid} has several links")));
@@ -165,7 +187,11 @@ pub fn read_image(img: &[u8]) -> Result<Tree, ReadError> {
             continue;
         }
         let is_dir = ino.node.is_dir();
-        let sub = if is_dir { Some(im.dirents(&ino)?) } else { None };
+        let sub = if is_dir {
+            Some(im.dirents(&ino)?)
+        } else {
+            None
+        };
         let mut node = ino.node;
         if is_dir {
             node.nlink = None;
@@ -198,7 +224,11 @@ impl<'a> Image<'a> {
         let format = b.u16(off).ok_or_else(oob)?;
         let extended = format & 1 != 0;
         let layout = (format >> 1) & 7;
-        let isize = if extended { EXTENDED_INODE_SIZE } else { COMPACT_INODE_SIZE };
+        let isize = if extended {
+            EXTENDED_INODE_SIZE
+        } else {
+            COMPACT_INODE_SIZE
+        };
         b.get(off, isize).ok_or_else(oob)?;
         let icount = b.u16(off + 2).ok_or_else(oob)?;
         let m = b.u16(off + 4).ok_or_else(oob)? as u32;
@@ -225,17 +255,35 @@ impl<'a> Image<'a> {
         let ty = m & mode::S_IFMT;
         if !matches!(
             ty,
-            mode::S_IFREG | mode::S_IFDIR | mode::S_IFLNK | mode::S_IFCHR | mode::S_IFBLK | mode::S_IFIFO | mode::S_IFSOCK
+            mode::S_IFREG
+                | mode::S_IFDIR
+                | mode::S_IFLNK
+                | mode::S_IFCHR
+                | mode::S_IFBLK
+                | mode::S_IFIFO
+                | mode::S_IFSOCK
         ) {
             return Err(corrupt(format!("inode {nid} has invalid mode {m:o}")));
         }
         if ty == mode::S_IFCHR || ty == mode::S_IFBLK {
             node.rdev = raw_blkaddr as u64;
         }
-        let xattr_size = if icount == 0 { 0 } else { XATTR_HEADER_SIZE + 4 * (icount as u64 - 1) };
+        let xattr_size = if icount == 0 {
+            0
+        } else {
+            XATTR_HEADER_SIZE + 4 * (icount as u64 - 1)
+        };
         let xstart = off + isize;
         let tail_start = xstart + xattr_size;
-        let mut ino = RawInode { node, layout, raw_blkaddr, tail_start, _p: std::marker::PhantomData };
+        let stub = ty == mode::S_IFCHR && node.rdev == 0;
+        let mut ino = RawInode {
+            node,
+            layout,
+            raw_blkaddr,
+            tail_start,
+            stub,
+            _p: std::marker::PhantomData,
+        };
         let is_reg = ty == mode::S_IFREG;
 
         // Data first, as upstream does: a whiteout marker xattr turns the file into a
@@ -256,31 +304,47 @@ impl<'a> Image<'a> {
             mode::S_IFREG if size > 0 => match layout {
                 LAYOUT_FLAT_PLAIN | LAYOUT_FLAT_INLINE => {
                     if size > MAX_INLINE_CONTENT as u64 {
-                        return Err(corrupt(format!("file inode {nid} has {size} bytes of inline data")));
+                        return Err(corrupt(format!(
+                            "file inode {nid} has {size} bytes of inline data"
+                        )));
                     }
                     ino.node.content = Some(self.data(&ino, size, nid)?);
                 }
                 LAYOUT_CHUNK_BASED => {}
-                l => return Err(ReadError::Unsupported(format!("inode {nid} has data layout {l}"))),
+                l => {
+                    return Err(ReadError::Unsupported(format!(
+                        "inode {nid} has data layout {l}"
+                    )));
+                }
             },
             _ => {}
         }
 
         if xattr_size > 0 {
-            let hdr = b.get(xstart, xattr_size).ok_or_else(|| corrupt(format!("xattrs of inode {nid} lie outside the image")))?;
+            let hdr = b
+                .get(xstart, xattr_size)
+                .ok_or_else(|| corrupt(format!("xattrs of inode {nid} lie outside the image")))?;
             let shared_count = hdr[4] as u64;
             let mut p = XATTR_HEADER_SIZE + 4 * shared_count;
             if p > xattr_size {
-                return Err(corrupt(format!("inode {nid} has more shared xattrs than room for them")));
+                return Err(corrupt(format!(
+                    "inode {nid} has more shared xattrs than room for them"
+                )));
             }
             let mut found: Vec<(u8, Vec<u8>, Vec<u8>)> = Vec::new();
             while p + XATTR_ENTRY_SIZE < xattr_size {
-                let (name_len, index, vsize) = (hdr[p as usize] as u64, hdr[p as usize + 1], u16::from_le_bytes([hdr[p as usize + 2], hdr[p as usize + 3]]) as u64);
+                let (name_len, index, vsize) = (
+                    hdr[p as usize] as u64,
+                    hdr[p as usize + 1],
+                    u16::from_le_bytes([hdr[p as usize + 2], hdr[p as usize + 3]]) as u64,
+                );
                 let body = p + XATTR_ENTRY_SIZE;
                 let name = hdr.get(body as usize..(body + name_len) as usize);
                 let value = hdr.get((body + name_len) as usize..(body + name_len + vsize) as usize);
                 let (Some(name), Some(value)) = (name, value) else {
-                    return Err(corrupt(format!("an xattr of inode {nid} overruns its xattr area")));
+                    return Err(corrupt(format!(
+                        "an xattr of inode {nid} overruns its xattr area"
+                    )));
                 };
                 found.push((index, name.to_vec(), value.to_vec()));
                 p += round_up(XATTR_ENTRY_SIZE + name_len + vsize, 4);
@@ -293,16 +357,22 @@ impl<'a> Image<'a> {
                     hdr[(15 + 4 * i) as usize],
                 ]) as u64;
                 let eoff = self.xattr + id * 4;
-                let bad = || corrupt(format!("shared xattr {id} of inode {nid} lies outside the image"));
+                let bad = || {
+                    corrupt(format!(
+                        "shared xattr {id} of inode {nid} lies outside the image"
+                    ))
+                };
                 let e = b.get(eoff, 4).ok_or_else(bad)?;
-                let (name_len, index, vsize) = (e[0] as u64, e[1], u16::from_le_bytes([e[2], e[3]]) as u64);
+                let (name_len, index, vsize) =
+                    (e[0] as u64, e[1], u16::from_le_bytes([e[2], e[3]]) as u64);
                 let name = b.get(eoff + 4, name_len).ok_or_else(bad)?;
                 let value = b.get(eoff + 4 + name_len, vsize).ok_or_else(bad)?;
                 found.push((index, name.to_vec(), value.to_vec()));
             }
             for (index, suffix, value) in found {
-                let prefix = xattr_prefix(index)
-                    .ok_or_else(|| ReadError::Unsupported(format!("xattr name index {index} in inode {nid}")))?;
+                let prefix = xattr_prefix(index).ok_or_else(|| {
+                    ReadError::Unsupported(format!("xattr name index {index} in inode {nid}"))
+                })?;
                 let mut key = prefix.to_vec();
                 key.extend_from_slice(&suffix);
                 apply_xattr(&mut ino.node, is_reg, key, value);
@@ -317,7 +387,11 @@ impl<'a> Image<'a> {
         let blocks_len = match ino.layout {
             LAYOUT_FLAT_PLAIN => size,
             LAYOUT_FLAT_INLINE => size / BLOCK_SIZE * BLOCK_SIZE,
-            l => return Err(ReadError::Unsupported(format!("inode {nid} has data layout {l}"))),
+            l => {
+                return Err(ReadError::Unsupported(format!(
+                    "inode {nid} has data layout {l}"
+                )));
+            }
         };
         let mut out = Vec::with_capacity(size.min(self.b.0.len() as u64) as usize);
         if blocks_len > 0 {
@@ -353,7 +427,9 @@ fn parse_dirent_block(block: &[u8], out: &mut Vec<(Vec<u8>, u64)>) -> Result<(),
     let b = Bytes(block);
     let first = b.u16(8).unwrap_or(0) as usize;
     if first == 0 || first % DIRENT_SIZE as usize != 0 || first > block.len() {
-        return Err(corrupt("a directory block has an invalid first name offset"));
+        return Err(corrupt(
+            "a directory block has an invalid first name offset",
+        ));
     }
     let n = first / DIRENT_SIZE as usize;
     for i in 0..n {
@@ -361,7 +437,8 @@ fn parse_dirent_block(block: &[u8], out: &mut Vec<(Vec<u8>, u64)>) -> Result<(),
         let nid = b.u64(at).ok_or_else(|| corrupt("short dirent"))?;
         let off = b.u16(at + 8).ok_or_else(|| corrupt("short dirent"))? as usize;
         let end = if i + 1 < n {
-            b.u16(at + 8 + DIRENT_SIZE).ok_or_else(|| corrupt("short dirent"))? as usize
+            b.u16(at + 8 + DIRENT_SIZE)
+                .ok_or_else(|| corrupt("short dirent"))? as usize
         } else {
             // The last name runs to the end of the block or the first NUL.
             let rest = block.get(off..).unwrap_or_default();
@@ -405,7 +482,9 @@ fn apply_xattr(node: &mut Node, is_reg: bool, mut key: Vec<u8>, value: Vec<u8>) 
             node.size = 0;
             return;
         }
-        b"trusted.overlay.overlay.whiteouts" | b"user.overlay.whiteout" | b"user.overlay.whiteouts" => return,
+        b"trusted.overlay.overlay.whiteouts"
+        | b"user.overlay.whiteout"
+        | b"user.overlay.whiteouts" => return,
         _ => {}
     }
     if key.starts_with(PREFIX) {

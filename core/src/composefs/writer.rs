@@ -29,7 +29,10 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { min_version: 0, max_version: 1 }
+        WriteOptions {
+            min_version: 0,
+            max_version: 1,
+        }
     }
 }
 
@@ -43,7 +46,10 @@ pub enum WriteError {
 }
 
 fn invalid(tree: &Tree, paths: &PathIndex, id: NodeId, msg: impl Into<String>) -> WriteError {
-    WriteError::Invalid { path: paths.path(tree, id), msg: msg.into() }
+    WriteError::Invalid {
+        path: paths.path(tree, id),
+        msg: msg.into(),
+    }
 }
 
 /// Finds a node's path lazily, only when an error must name it.
@@ -124,17 +130,25 @@ impl<'a> Inode<'a> {
     /// `lcfs_node_set_xattr` (external-input limit).
     fn set_xattr(&mut self, key: Bytes<'a>, value: Bytes<'a>) -> Result<(), String> {
         if key.is_empty() || key.len() > MAX_XATTR_NAME {
-            return Err(format!("xattr name of {} bytes: must be 1 to 255", key.len()));
+            return Err(format!(
+                "xattr name of {} bytes: must be 1 to 255",
+                key.len()
+            ));
         }
         if value.len() > u16::MAX as usize {
-            return Err(format!("xattr value of {} bytes exceeds 65535", value.len()));
+            return Err(format!(
+                "xattr value of {} bytes exceeds 65535",
+                value.len()
+            ));
         }
         if let Some(i) = self.find(&key) {
             let (_, old) = self.xattrs.swap_remove(i);
             if self.xattrs.is_empty() {
                 self.budget = 0;
             } else {
-                self.budget = self.budget.wrapping_sub(7 + key.len() as u64 + old.len() as u64);
+                self.budget = self
+                    .budget
+                    .wrapping_sub(7 + key.len() as u64 + old.len() as u64);
             }
         }
         let mut entry = 7 + key.len() as u64 + value.len() as u64;
@@ -188,7 +202,10 @@ pub fn write_image(tree: &Tree, opts: &WriteOptions) -> Result<Vec<u8>, WriteErr
         max_version = version;
     }
     if tree.nodes.is_empty() || !tree.node(ROOT).is_dir() {
-        return Err(WriteError::Invalid { path: "/".into(), msg: "the root must be a directory".into() });
+        return Err(WriteError::Invalid {
+            path: "/".into(),
+            msg: "the root must be a directory".into(),
+        });
     }
     if version < 1 && max_version >= 1 && has_whiteout(tree) {
         version = 1;
@@ -270,12 +287,22 @@ fn build<'a>(tree: &'a Tree, version: u32) -> Result<Vec<Inode<'a>>, WriteError>
             }
             let Some(cnode) = tree.nodes.get(child) else {
                 let n = String::from_utf8_lossy(name).into_owned();
-                return Err(invalid(tree, &paths, tid, format!("entry {n:?} names a missing inode")));
+                return Err(invalid(
+                    tree,
+                    &paths,
+                    tid,
+                    format!("entry {n:?} names a missing inode"),
+                ));
             };
             let secondary = cnode.hardlinks.iter().any(|(p, n)| *p == tid && n == name);
             if secondary || placed[child].is_some() {
                 if cnode.is_dir() {
-                    return Err(invalid(tree, &paths, child, "a directory cannot be hardlinked"));
+                    return Err(invalid(
+                        tree,
+                        &paths,
+                        child,
+                        "a directory cannot be hardlinked",
+                    ));
                 }
                 entries.push((name.as_slice(), Pending::Link(child)));
                 continue;
@@ -389,7 +416,12 @@ fn stub_inode<'a>(root: &Inode<'a>) -> Result<Inode<'a>, String> {
 
 /// An inode from a tree node: validated, xattrs replayed and escaped, metacopy and
 /// redirect added (`lcfs_node_validate` + the first half of `add_overlayfs_xattrs`).
-fn new_inode<'a>(tree: &'a Tree, paths: &PathIndex, id: NodeId, nlink: u32) -> Result<Inode<'a>, WriteError> {
+fn new_inode<'a>(
+    tree: &'a Tree,
+    paths: &PathIndex,
+    id: NodeId,
+    nlink: u32,
+) -> Result<Inode<'a>, WriteError> {
     let n = tree.node(id);
     let bad = |m: String| invalid(tree, paths, id, m);
     if !valid_type(n.mode) {
@@ -402,13 +434,21 @@ fn new_inode<'a>(tree: &'a Tree, paths: &PathIndex, id: NodeId, nlink: u32) -> R
     if ty == mode::S_IFLNK {
         match payload {
             Some(p) if !p.is_empty() && p.len() <= MAX_PAYLOAD => size = p.len() as u64,
-            Some(p) if !p.is_empty() => return Err(bad(format!("symlink target of {} bytes is longer than {MAX_PAYLOAD}", p.len()))),
+            Some(p) if !p.is_empty() => {
+                return Err(bad(format!(
+                    "symlink target of {} bytes is longer than {MAX_PAYLOAD}",
+                    p.len()
+                )));
+            }
             _ => return Err(bad("symlink without a target".into())),
         }
     } else {
         if let Some(c) = n.content.as_deref() {
             if c.len() > MAX_INLINE_CONTENT {
-                return Err(bad(format!("inline content of {} bytes exceeds {MAX_INLINE_CONTENT}", c.len())));
+                return Err(bad(format!(
+                    "inline content of {} bytes exceeds {MAX_INLINE_CONTENT}",
+                    c.len()
+                )));
             }
             if !c.is_empty() {
                 content = Some(c);
@@ -417,12 +457,21 @@ fn new_inode<'a>(tree: &'a Tree, paths: &PathIndex, id: NodeId, nlink: u32) -> R
         }
         if let Some(p) = payload {
             if p.len() > MAX_PAYLOAD {
-                return Err(bad(format!("payload of {} bytes is longer than {MAX_PAYLOAD}", p.len())));
+                return Err(bad(format!(
+                    "payload of {} bytes is longer than {MAX_PAYLOAD}",
+                    p.len()
+                )));
             }
         }
     }
-    if ty == mode::S_IFREG && size > 0 && content.is_none() && chunking(size).1 > MAX_NONINLINE_CHUNKS {
-        return Err(bad(format!("file size {size} is too big for a composefs image")));
+    if ty == mode::S_IFREG
+        && size > 0
+        && content.is_none()
+        && chunking(size).1 > MAX_NONINLINE_CHUNKS
+    {
+        return Err(bad(format!(
+            "file size {size} is too big for a composefs image"
+        )));
     }
     let mut ino = Inode {
         mode: n.mode,
@@ -447,7 +496,8 @@ fn new_inode<'a>(tree: &'a Tree, paths: &PathIndex, id: NodeId, nlink: u32) -> R
         shared: Vec::new(),
     };
     for x in &n.xattrs {
-        ino.set_xattr(Cow::Borrowed(&x.key), Cow::Borrowed(&x.value)).map_err(bad)?;
+        ino.set_xattr(Cow::Borrowed(&x.key), Cow::Borrowed(&x.value))
+            .map_err(bad)?;
     }
     // Escape: renamed in place, the space accounting left as it was.
     for (k, _) in ino.xattrs.iter_mut() {
@@ -473,7 +523,8 @@ fn new_inode<'a>(tree: &'a Tree, paths: &PathIndex, id: NodeId, nlink: u32) -> R
             let mut r = Vec::with_capacity(p.len() + 1);
             r.push(b'/');
             r.extend_from_slice(p);
-            ino.set_xattr(Cow::Borrowed(REDIRECT), Cow::Owned(r)).map_err(bad)?;
+            ino.set_xattr(Cow::Borrowed(REDIRECT), Cow::Owned(r))
+                .map_err(bad)?;
         }
     }
     Ok(ino)
@@ -535,7 +586,9 @@ fn layout(inodes: &mut [Inode<'_>]) -> Layout {
         if ino.mtime < min_mtime {
             min_mtime = ino.mtime;
         }
-        if ino.find(b"system.posix_acl_access").is_some() || ino.find(b"system.posix_acl_default").is_some() {
+        if ino.find(b"system.posix_acl_access").is_some()
+            || ino.find(b"system.posix_acl_default").is_some()
+        {
             has_acl = true;
         }
     }
@@ -548,8 +601,16 @@ fn layout(inodes: &mut [Inode<'_>]) -> Layout {
             *counts.entry((k.as_ref(), v.as_ref())).or_insert(0) += 1;
         }
     }
-    let mut multi: Vec<(&[u8], &[u8])> = counts.iter().filter(|(_, c)| **c > 1).map(|(kv, _)| *kv).collect();
-    multi.sort_by(|a, b| b.0.cmp(a.0).then(b.1.len().cmp(&a.1.len())).then(b.1.cmp(a.1)));
+    let mut multi: Vec<(&[u8], &[u8])> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(kv, _)| *kv)
+        .collect();
+    multi.sort_by(|a, b| {
+        b.0.cmp(a.0)
+            .then(b.1.len().cmp(&a.1.len()))
+            .then(b.1.cmp(a.1))
+    });
     let mut offsets: HashMap<(&[u8], &[u8]), u64> = HashMap::with_capacity(multi.len());
     let mut shared_size = 0u64;
     let mut shared_entries = Vec::with_capacity(multi.len());
@@ -592,20 +653,32 @@ fn layout(inodes: &mut [Inode<'_>]) -> Layout {
             mode::S_IFREG if ino.size > 0 => {
                 if ino.content.is_some() {
                     let (b, t) = (ino.size / BLOCK_SIZE, ino.size % BLOCK_SIZE);
-                    if t > BLOCK_SIZE / 2 { (b + 1, 0) } else { (b, t) }
+                    if t > BLOCK_SIZE / 2 {
+                        (b + 1, 0)
+                    } else {
+                        (b, t)
+                    }
                 } else {
                     (0, chunking(ino.size).1 * 4)
                 }
             }
             _ => (0, 0),
         };
-        let size = if ty == mode::S_IFDIR { ino.n_blocks * BLOCK_SIZE + ino.tail } else { ino.size };
+        let size = if ty == mode::S_IFDIR {
+            ino.n_blocks * BLOCK_SIZE + ino.tail
+        } else {
+            ino.size
+        };
         ino.compact = ino.mtime == min_mtime
             && ino.nlink <= u16::MAX as u32
             && ino.uid <= u16::MAX as u32
             && ino.gid <= u16::MAX as u32
             && size <= u32::MAX as u64;
-        let inode_size = if ino.compact { COMPACT_INODE_SIZE } else { EXTENDED_INODE_SIZE };
+        let inode_size = if ino.compact {
+            COMPACT_INODE_SIZE
+        } else {
+            EXTENDED_INODE_SIZE
+        };
         let mut n_shared = 0usize;
         let mut unshared = 0u64;
         for ((k, v), s) in ino.xattrs.iter().zip(&ino.shared) {
@@ -705,7 +778,14 @@ fn serialize(inodes: &mut [Inode<'_>], version: u32) -> Vec<u8> {
     // composefs header
     put32(&mut out, COMPOSEFS_MAGIC);
     put32(&mut out, COMPOSEFS_HEADER_VERSION);
-    put32(&mut out, if lay.has_acl { COMPOSEFS_FLAG_HAS_ACL } else { 0 });
+    put32(
+        &mut out,
+        if lay.has_acl {
+            COMPOSEFS_FLAG_HAS_ACL
+        } else {
+            0
+        },
+    );
     put32(&mut out, version);
     out.resize(SUPER_OFFSET as usize, 0);
 
@@ -719,7 +799,10 @@ fn serialize(inodes: &mut [Inode<'_>], version: u32) -> Vec<u8> {
     put64(&mut out, inodes.len() as u64);
     put64(&mut out, lay.min_mtime.sec as u64);
     put32(&mut out, lay.min_mtime.nsec);
-    put32(&mut out, (data_start / BLOCK_SIZE + lay.n_data_blocks) as u32);
+    put32(
+        &mut out,
+        (data_start / BLOCK_SIZE + lay.n_data_blocks) as u32,
+    );
     put32(&mut out, ((SUPER_OFFSET + SUPER_SIZE) / BLOCK_SIZE) as u32); // meta_blkaddr
     put32(&mut out, (lay.inodes_end / BLOCK_SIZE) as u32); // xattr_blkaddr
     out.resize((SUPER_OFFSET + SUPER_SIZE) as usize, 0);
@@ -730,8 +813,16 @@ fn serialize(inodes: &mut [Inode<'_>], version: u32) -> Vec<u8> {
     for (inum, ino) in inodes.iter().enumerate() {
         out.resize(out.len() + ino.ipad as usize, 0);
         let ty = ino.ty();
-        let icount: u16 = if ino.xattr_size == 0 { 0 } else { ((ino.xattr_size - XATTR_HEADER_SIZE) / 4 + 1) as u16 };
-        let mut layout = if ino.tail > 0 { LAYOUT_FLAT_INLINE } else { LAYOUT_FLAT_PLAIN };
+        let icount: u16 = if ino.xattr_size == 0 {
+            0
+        } else {
+            ((ino.xattr_size - XATTR_HEADER_SIZE) / 4 + 1) as u16
+        };
+        let mut layout = if ino.tail > 0 {
+            LAYOUT_FLAT_INLINE
+        } else {
+            LAYOUT_FLAT_PLAIN
+        };
         let mut chunk_format = None;
         let size = match ty {
             mode::S_IFDIR => ino.n_blocks * BLOCK_SIZE + ino.tail,
@@ -868,7 +959,13 @@ fn serialize(inodes: &mut [Inode<'_>], version: u32) -> Vec<u8> {
     out
 }
 
-fn write_dirent_chunk(out: &mut Vec<u8>, chunk: &[(&[u8], u32)], nids: &[u64], types: &[u32], align: u64) {
+fn write_dirent_chunk(
+    out: &mut Vec<u8>,
+    chunk: &[(&[u8], u32)],
+    nids: &[u64],
+    types: &[u32],
+    align: u64,
+) {
     let mut nameoff = (chunk.len() as u64 * DIRENT_SIZE) as u16;
     for &(name, target) in chunk {
         let t = target as usize;
