@@ -38,3 +38,14 @@ demo: setup release
 
 clean:
 	$(CARGO) clean
+
+# Benchmarks print ratios against references measured in the same run.
+bench:
+	$(CARGO) run --release -p ostree-composefs-bench
+
+# Each fuzz target for FUZZ_SECONDS (cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP).
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= dump image
+fuzz:
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
