@@ -75,19 +75,20 @@ MAN_OUT := $(patsubst man/%.md,build/man/%,$(MAN_SRC))
 KERNEL_INSTALL_PLUGINS := $(wildcard units/kernel-install/*.install)
 UNITS := ostree-prepare-root.service ostree-remount.service
 
-# dest|mode|source, one per installed file; uninstall removes exactly these.
+# 'dest|mode|source', one per installed file; uninstall removes exactly these.
+entry = '$(1)|$(2)|$(3)'
 INSTALL_FILES := \
-	$(libostreedir)/ostree-prepare-root|755|$(RELEASE_DIR)/ostree-prepare-root \
-	$(libostreedir)/ostree-remount|755|$(RELEASE_DIR)/ostree-remount \
-	$(systemdsystemgeneratordir)/ostree-system-generator|755|$(RELEASE_DIR)/ostree-system-generator \
-	$(bindir)/ostree-composefs|755|$(RELEASE_DIR)/ostree-composefs \
-	$(foreach u,$(UNITS),$(systemdsystemunitdir)/$(u)|644|units/$(u)) \
-	$(tmpfilesdir)/ostree-tmpfiles.conf|644|units/tmpfiles.d/ostree-tmpfiles.conf \
-	$(dracutmoduledir)/module-setup.sh|755|units/dracut/50ostree/module-setup.sh \
-	$(kernelinstalldir)/install.conf|644|units/kernel/install.conf \
-	$(foreach p,$(KERNEL_INSTALL_PLUGINS),$(kernelinstalldir)/install.d/$(notdir $(p))|755|$(p)) \
-	$(foreach m,$(MAN_OUT),$(mandir)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))|644|$(m)) \
-	$(if $(filter yes,$(INSTALL_DRACUT_CONF)),$(dracutconfdir)/ostree.conf|644|units/dracut/ostree.conf)
+	$(call entry,$(libostreedir)/ostree-prepare-root,755,$(RELEASE_DIR)/ostree-prepare-root) \
+	$(call entry,$(libostreedir)/ostree-remount,755,$(RELEASE_DIR)/ostree-remount) \
+	$(call entry,$(systemdsystemgeneratordir)/ostree-system-generator,755,$(RELEASE_DIR)/ostree-system-generator) \
+	$(call entry,$(bindir)/ostree-composefs,755,$(RELEASE_DIR)/ostree-composefs) \
+	$(foreach u,$(UNITS),$(call entry,$(systemdsystemunitdir)/$(u),644,units/$(u))) \
+	$(call entry,$(tmpfilesdir)/ostree-tmpfiles.conf,644,units/tmpfiles.d/ostree-tmpfiles.conf) \
+	$(call entry,$(dracutmoduledir)/module-setup.sh,755,units/dracut/50ostree/module-setup.sh) \
+	$(call entry,$(kernelinstalldir)/install.conf,644,units/kernel/install.conf) \
+	$(foreach p,$(KERNEL_INSTALL_PLUGINS),$(call entry,$(kernelinstalldir)/install.d/$(notdir $(p)),755,$(p))) \
+	$(foreach m,$(MAN_OUT),$(call entry,$(mandir)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)),644,$(m))) \
+	$(if $(filter yes,$(INSTALL_DRACUT_CONF)),$(call entry,$(dracutconfdir)/ostree.conf,644,units/dracut/ostree.conf))
 
 # Directories that belong to us alone: uninstall removes them once empty.
 OWN_DIRS := $(dracutmoduledir) $(libostreedir)

@@ -58,14 +58,13 @@ impl Outcome {
 /// Runs the generator for `ctx`, writing into `out`.
 pub fn run(ctx: &Context, out: &OutputDir) -> Outcome {
     let mut outcome = Outcome::default();
-    let cmdline_text = match read_cmdline(ctx) {
+    let cmdline = match read_cmdline(ctx) {
         Ok(c) => c,
         Err(e) => {
             outcome.fail(format_args!("Failed to read /proc/cmdline: {e}"));
             return outcome;
         }
     };
-    let cmdline = Cmdline::parse(&cmdline_text);
     if ctx.in_initrd {
         initrd(ctx, &cmdline, out, &mut outcome);
     } else {
@@ -74,12 +73,11 @@ pub fn run(ctx: &Context, out: &OutputDir) -> Outcome {
     outcome
 }
 
-fn read_cmdline(ctx: &Context) -> io::Result<String> {
-    if let Some(c) = &ctx.cmdline_override {
-        return Ok(c.clone());
+fn read_cmdline(ctx: &Context) -> io::Result<Cmdline> {
+    match &ctx.cmdline_override {
+        Some(c) => Ok(Cmdline::parse(c)),
+        None => Cmdline::from_file(&ctx.path("/proc/cmdline")),
     }
-    let bytes = std::fs::read(ctx.path("/proc/cmdline"))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn vendor_unit(name: &str) -> String {
@@ -111,7 +109,7 @@ fn initrd(ctx: &Context, cmdline: &Cmdline, out: &OutputDir, outcome: &mut Outco
         &format!("initrd-root-fs.target.requires/{PREPARE_ROOT_SERVICE}"),
         &vendor_unit(PREPARE_ROOT_SERVICE),
     ));
-    if target.is_aboot && !cmdline.has("ostree") && cmdline.get("ostree").is_none() {
+    if target.is_aboot && !cmdline.has("ostree") {
         log::warn!(
             "{} has ConditionKernelCommandLine=ostree: add 'ostree' to the kernel command line of this Android boot",
             PREPARE_ROOT_SERVICE
@@ -135,17 +133,7 @@ fn initrd(ctx: &Context, cmdline: &Cmdline, out: &OutputDir, outcome: &mut Outco
     let mode = root_config.composefs;
     if mode != ComposefsMode::No {
         let name = format!("{PREPARE_ROOT_SERVICE}.d/ostree-composefs-modules.conf");
-        outcome.check(out.write_file(&name, &units::composefs_modules_dropin(mode_name(mode))));
-    }
-}
-
-fn mode_name(mode: ComposefsMode) -> &'static str {
-    match mode {
-        ComposefsMode::No => "no",
-        ComposefsMode::Maybe => "maybe",
-        ComposefsMode::Yes => "yes",
-        ComposefsMode::Verity => "verity",
-        ComposefsMode::Signed => "signed",
+        outcome.check(out.write_file(&name, &units::composefs_modules_dropin(mode.as_str())));
     }
 }
 
