@@ -83,7 +83,7 @@ pub fn composefs_modules_dropin(mode: &str) -> String {
     header(
         &mut s,
         Some(&format!(
-            "composefs.enabled={mode}: load the modules composefs needs"
+            "composefs mode '{mode}': load erofs, overlay and loop first"
         )),
     );
     let units: Vec<String> = COMPOSEFS_MODULES

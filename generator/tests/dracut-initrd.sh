@@ -46,7 +46,7 @@ unshare -m --propagation private bash -euo pipefail -c '
     mount -t overlay overlay -o "lowerdir=$WORK/t/stage/etc:/etc" /etc
     mkdir -p "$WORK/t/no-confdir"
     dracut --quiet --force --no-hostonly --no-hostonly-cmdline --no-compress \
-        --conf /dev/null --confdir "$WORK/t/no-confdir" -m "systemd systemd-initrd ostree" \
+        --conf /dev/null --confdir "$WORK/t/no-confdir" -m "systemd systemd-initrd base ostree" \
         --tmpdir "$WORK/t" "$@" "$out"
 ' _ "$WORK" "$out" "${kver_args[@]}" >"$WORK/dracut.log" 2>&1 || { cat "$WORK/dracut.log" >&2; fail "dracut failed"; }
 
@@ -70,9 +70,24 @@ echo "ok: default key left out"
 for f in etc/ostree/prepare-root.conf etc/ostree/site-binding.key usr/lib/systemd/system/ostree-prepare-root.service; do
     lsinitrd -f "$f" "$out" | cmp - "$WORK/stage/$f" || fail "$f differs inside the initrd"
 done
-lsinitrd -f usr/lib/systemd/system-generators/ostree-system-generator "$out" \
-    | cmp - "$BINS/ostree-system-generator" || fail "the generator differs inside the initrd"
 echo "ok: contents identical"
+
+# The generator as installed in the initrd (dracut strips it), run on the initrd's
+# own files: /etc/initrd-release makes it the initrd side, and the signed config
+# from /etc/ostree must give the composefs module drop-in.
+mkdir -p "$WORK/unpacked" "$WORK/gen-out"
+(cd "$WORK/unpacked" && lsinitrd --unpack "$out")
+[[ -e $WORK/unpacked/etc/initrd-release ]] || fail "no /etc/initrd-release in the initrd"
+env -i OSTREE_GENERATOR_ROOT="$WORK/unpacked" SYSTEMD_LOG_TARGET=console \
+    SYSTEMD_PROC_CMDLINE="root=LABEL=root ostree=/ostree/boot.1/os/abc/0" \
+    "$WORK/unpacked/usr/lib/systemd/system-generators/ostree-system-generator" "$WORK/gen-out" \
+    || fail "the generator from the initrd failed"
+[[ -L $WORK/gen-out/initrd-root-fs.target.requires/ostree-prepare-root.service ]] || fail "generator did not pull in prepare-root"
+grep -q "^Wants=modprobe@erofs.service modprobe@overlay.service modprobe@loop.service$" \
+    "$WORK/gen-out/ostree-prepare-root.service.d/ostree-composefs-modules.conf" || fail "no composefs module drop-in"
+grep -q "composefs mode 'signed'" "$WORK/gen-out/ostree-prepare-root.service.d/ostree-composefs-modules.conf" \
+    || fail "generator did not read the initrd's /etc/ostree/prepare-root.conf"
+echo "ok: the initrd's generator, run on the initrd's files, writes the composefs wiring"
 
 if [[ -n $KMODDIR ]]; then
     for m in fs/erofs/erofs fs/overlayfs/overlay drivers/block/loop; do
