@@ -21,7 +21,11 @@ const CMDLINE: &str = "BOOT_IMAGE=(hd0,gpt3)/boot/ostree/fedora-8c1f0e3a9b7d/vml
 
 fn scratch_base() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 fn real_root(root: &Path) {
@@ -59,7 +63,11 @@ fn initrd_root(root: &Path) {
     )
     .unwrap();
     fs::create_dir_all(root.join("usr/lib/ostree")).unwrap();
-    fs::write(root.join("usr/lib/ostree/prepare-root.conf"), "[composefs]\nenabled = yes\n").unwrap();
+    fs::write(
+        root.join("usr/lib/ostree/prepare-root.conf"),
+        "[composefs]\nenabled = yes\n",
+    )
+    .unwrap();
     fs::create_dir_all(root.join("proc")).unwrap();
     fs::write(root.join("proc/cmdline"), format!("{CMDLINE}\n")).unwrap();
 }
@@ -79,17 +87,27 @@ fn median(v: &mut [Duration]) -> Duration {
 
 fn bench(label: &str, root: &Path, base: &Path) {
     let generator = env!("CARGO_BIN_EXE_ostree-system-generator");
-    let outs: Vec<PathBuf> = (0..RUNS).map(|i| base.join(format!("out-{label}-{i}"))).collect();
+    let outs: Vec<PathBuf> = (0..RUNS)
+        .map(|i| base.join(format!("out-{label}-{i}")))
+        .collect();
     for o in &outs {
         fs::create_dir_all(o).unwrap();
     }
-    let truebin = if Path::new("/usr/bin/true").exists() { "/usr/bin/true" } else { "/bin/true" };
+    let truebin = if Path::new("/usr/bin/true").exists() {
+        "/usr/bin/true"
+    } else {
+        "/bin/true"
+    };
     // Warm up the page cache for both binaries.
     let warm = base.join(format!("warm-{label}"));
     fs::create_dir_all(&warm).unwrap();
     let mk = |out: &Path| {
         let mut c = Command::new(generator);
-        c.env_clear().env("OSTREE_GENERATOR_ROOT", root).args([out, out, out]).stdout(Stdio::null()).stderr(Stdio::null());
+        c.env_clear()
+            .env("OSTREE_GENERATOR_ROOT", root)
+            .args([out, out, out])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         c
     };
     time(&mut mk(&warm));
@@ -112,7 +130,10 @@ fn bench(label: &str, root: &Path, base: &Path) {
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
-    let base = tempfile::Builder::new().prefix("ostree-gen-bench").tempdir_in(scratch_base()).unwrap();
+    let base = tempfile::Builder::new()
+        .prefix("ostree-gen-bench")
+        .tempdir_in(scratch_base())
+        .unwrap();
     let rr = base.path().join("real-root");
     real_root(&rr);
     bench("real root, composefs", &rr, base.path());

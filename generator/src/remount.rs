@@ -62,13 +62,13 @@ pub fn run(root: &Path) -> Result<Vec<Remounted>, RemountError> {
 
     // systemd mounts / shared; /sysroot must not be, or a mount under /var (a bind
     // of the stateroot's var) would propagate into /sysroot/ostree/deploy/…/var.
-    if let Err(e) = rustix::mount::mount_change(
+    // Missing or not a mount point (NOENT, INVAL): nothing propagates from it anyway.
+    match rustix::mount::mount_change(
         at("/sysroot"),
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
     ) {
-        if e != Errno::NOENT {
-            log::warn!("making /sysroot private: {e}");
-        }
+        Ok(()) | Err(Errno::NOENT) | Err(Errno::INVAL) => {}
+        Err(e) => log::warn!("making /sysroot private: {e}"),
     }
 
     // A read-only / that is not composefs is what the admin chose; keep everything.

@@ -2,10 +2,10 @@
 //! `tests/cases/NN-name/` holds
 //!
 //! * `root/`     the file system the generator sees (passed as OSTREE_GENERATOR_ROOT);
-//! * `env`       `KEY=VALUE` lines for the generator's environment (the value runs to
-//!               the end of the line, quotes included);
-//! * `booted`    optional `key=value` lines turned into `root/run/ostree-booted` with
-//!               the core's writer (`hex=…` writes raw bytes instead);
+//! * `env`       `KEY=VALUE` lines for the generator's environment (the value runs
+//!   to the end of the line, quotes included);
+//! * `booted`    optional `key=value` lines turned into `root/run/ostree-booted`
+//!   with the core's writer (`hex=…` writes raw bytes instead);
 //! * `expected/` the exact output tree: paths, contents, symlink targets;
 //! * `status`    optional exit status (default 0);
 //! * `stderr`    optional lines that must each appear in the generator's log.
@@ -28,7 +28,10 @@ fn cases_dir() -> PathBuf {
 }
 
 fn repo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -55,7 +58,10 @@ fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
         let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
         let ft = e.file_type().unwrap();
         if ft.is_symlink() {
-            out.insert(rel, Entry::Link(fs::read_link(&p).unwrap().to_string_lossy().into_owned()));
+            out.insert(
+                rel,
+                Entry::Link(fs::read_link(&p).unwrap().to_string_lossy().into_owned()),
+            );
         } else if ft.is_dir() {
             out.insert(rel, Entry::Dir);
             walk(base, &p, out);
@@ -91,9 +97,18 @@ fn parse_bool(case: &str, key: &str, v: &str) -> bool {
 
 /// `root/run/ostree-booted` from the case's `booted` description.
 fn booted_bytes(case: &str, text: &str) -> Vec<u8> {
-    let mut b = OstreeBooted { backing_root_device_inode: ((253 << 8) | 1, 1234567), ..Default::default() };
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{case}: booted: bad line {line:?}"));
+    let mut b = OstreeBooted {
+        backing_root_device_inode: ((253 << 8) | 1, 1234567),
+        ..Default::default()
+    };
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (k, v) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{case}: booted: bad line {line:?}"));
         match k {
             "hex" => return hex::decode(v).unwrap_or_else(|e| panic!("{case}: booted: hex: {e}")),
             "root.transient" => b.root_transient = parse_bool(case, k, v),
@@ -138,14 +153,26 @@ fn run_case(case_dir: &Path, work: &Path) -> Run {
         .env("SYSTEMD_LOG_TARGET", "console")
         .args([&out, &early, &late]);
     if let Ok(env) = fs::read_to_string(case_dir.join("env")) {
-        for line in env.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
-            let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{name}: env: bad line {line:?}"));
+        for line in env
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        {
+            let (k, v) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{name}: env: bad line {line:?}"));
             cmd.env(k, v);
         }
     }
     let o = cmd.output().unwrap();
-    assert!(tree(&early).is_empty() && tree(&late).is_empty(), "{name}: wrote into the early or late dir");
-    Run { out, status: o.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&o.stderr).into_owned() }
+    assert!(
+        tree(&early).is_empty() && tree(&late).is_empty(),
+        "{name}: wrote into the early or late dir"
+    );
+    Run {
+        out,
+        status: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
 }
 
 fn describe(t: &BTreeMap<String, Entry>) -> String {
@@ -154,14 +181,24 @@ fn describe(t: &BTreeMap<String, Entry>) -> String {
         match e {
             Entry::Dir => s.push_str(&format!("  {p}/\n")),
             Entry::Link(l) => s.push_str(&format!("  {p} -> {l}\n")),
-            Entry::File(c) => s.push_str(&format!("  {p}:\n{}\n", c.lines().map(|l| format!("      | {l}")).collect::<Vec<_>>().join("\n"))),
+            Entry::File(c) => s.push_str(&format!(
+                "  {p}:\n{}\n",
+                c.lines()
+                    .map(|l| format!("      | {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )),
         }
     }
     s
 }
 
 fn case_dirs() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(cases_dir()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut v: Vec<PathBuf> = fs::read_dir(cases_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
     v.sort();
     v
 }
@@ -187,7 +224,11 @@ fn golden_cases() {
         let expected = tree(&expected_dir);
         let mut problems = Vec::new();
         if actual != expected {
-            problems.push(format!("output differs\n expected:\n{}\n actual:\n{}", describe(&expected), describe(&actual)));
+            problems.push(format!(
+                "output differs\n expected:\n{}\n actual:\n{}",
+                describe(&expected),
+                describe(&actual)
+            ));
         }
         for (p, e) in &actual {
             if let Entry::File(_) = e {
@@ -197,7 +238,9 @@ fn golden_cases() {
                 }
             }
         }
-        let want_status: i32 = fs::read_to_string(case.join("status")).map(|s| s.trim().parse().unwrap()).unwrap_or(0);
+        let want_status: i32 = fs::read_to_string(case.join("status"))
+            .map(|s| s.trim().parse().unwrap())
+            .unwrap_or(0);
         if run.status != want_status {
             problems.push(format!("exit status {} (wanted {want_status})", run.status));
         }
@@ -208,16 +251,26 @@ fn golden_cases() {
                 }
             }
         }
-        if !actual.is_empty() {
-            if let Err(e) = verify(&run.out, &work.path().join("root"), work.path()) {
-                problems.push(format!("systemd-analyze verify: {e}"));
-            }
+        if !actual.is_empty()
+            && let Err(e) = verify(&run.out, &work.path().join("root"), work.path())
+        {
+            problems.push(format!("systemd-analyze verify: {e}"));
         }
         if !problems.is_empty() {
-            failures.push(format!("== {name}\n{}\n log:\n{}", problems.join("\n"), run.stderr));
+            failures.push(format!(
+                "== {name}\n{}\n log:\n{}",
+                problems.join("\n"),
+                run.stderr
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 /// `systemd-analyze verify` over a generated tree, the way PID 1 would load it: a
@@ -235,15 +288,27 @@ pub fn verify(out: &Path, root: &Path, work: &Path) -> Result<(), String> {
     let bin = stage.join("usr/lib/ostree");
     fs::create_dir_all(&bin).unwrap();
     fs::create_dir_all(stage.join("usr/bin")).unwrap();
-    for b in ["lib/ostree/ostree-prepare-root", "lib/ostree/ostree-remount", "bin/ostree"] {
+    for b in [
+        "lib/ostree/ostree-prepare-root",
+        "lib/ostree/ostree-remount",
+        "bin/ostree",
+    ] {
         let b = stage.join("usr").join(b);
         fs::write(&b, "#!/bin/sh\n").unwrap();
         fs::set_permissions(&b, fs::Permissions::from_mode(0o755)).unwrap();
     }
     let etc = stage.join("etc/systemd/system");
     fs::create_dir_all(&etc).unwrap();
-    fs::write(etc.join("sysroot.mount"), "[Mount]\nWhat=/dev/disk/by-label/root\nWhere=/sysroot\n").unwrap();
-    fs::write(etc.join("etc.mount"), "[Mount]\nWhat=/sysroot/ostree/deploy/os/deploy/0.0/etc\nWhere=/etc\nOptions=bind\n").unwrap();
+    fs::write(
+        etc.join("sysroot.mount"),
+        "[Mount]\nWhat=/dev/disk/by-label/root\nWhere=/sysroot\n",
+    )
+    .unwrap();
+    fs::write(
+        etc.join("etc.mount"),
+        "[Mount]\nWhat=/sysroot/ostree/deploy/os/deploy/0.0/etc\nWhere=/etc\nOptions=bind\n",
+    )
+    .unwrap();
     // With --root, systemd-analyze does not search the generator directories; the
     // admin directory takes the same unit files, drop-ins and dependency links.
     copy_tree(out, &etc);
@@ -256,7 +321,11 @@ pub fn verify(out: &Path, root: &Path, work: &Path) -> Result<(), String> {
     let mut units = Vec::new();
     for e in fs::read_dir(out).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        let unit = name.strip_suffix(".d").or_else(|| name.strip_suffix(".requires")).or_else(|| name.strip_suffix(".wants")).unwrap_or(&name);
+        let unit = name
+            .strip_suffix(".d")
+            .or_else(|| name.strip_suffix(".requires"))
+            .or_else(|| name.strip_suffix(".wants"))
+            .unwrap_or(&name);
         if !units.iter().any(|u| u == unit) {
             units.push(unit.to_owned());
         }
@@ -279,9 +348,15 @@ pub fn verify(out: &Path, root: &Path, work: &Path) -> Result<(), String> {
         .map_err(|e| format!("running systemd-analyze: {e}"))?;
     let stderr = String::from_utf8_lossy(&o.stderr);
     // Host units may produce notices about themselves; anything naming our units fails.
-    let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("ostree") || units.iter().any(|u| l.contains(u.as_str()))).collect();
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("ostree") || units.iter().any(|u| l.contains(u.as_str())))
+        .collect();
     if !o.status.success() || !ours.is_empty() {
-        return Err(format!("units {units:?}: rc {:?}\n{stderr}", o.status.code()));
+        return Err(format!(
+            "units {units:?}: rc {:?}\n{stderr}",
+            o.status.code()
+        ));
     }
     Ok(())
 }
@@ -292,9 +367,17 @@ fn argument_count() {
     let out = work.path().join("out");
     fs::create_dir_all(&out).unwrap();
     for args in [vec![], vec![out.clone(), out.clone()], vec![out.clone(); 4]] {
-        let o = Command::new(BIN).env("SYSTEMD_LOG_TARGET", "console").args(&args).output().unwrap();
+        let o = Command::new(BIN)
+            .env("SYSTEMD_LOG_TARGET", "console")
+            .args(&args)
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(1), "{} args", args.len());
-        assert!(String::from_utf8_lossy(&o.stderr).contains("expected 1 or 3 arguments"), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("expected 1 or 3 arguments"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     // One argument: the test form systemd.generator(7) documents.
     let o = Command::new(BIN)
@@ -306,12 +389,19 @@ fn argument_count() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.join("initrd-root-fs.target.requires/ostree-prepare-root.service").is_symlink());
+    assert!(
+        out.join("initrd-root-fs.target.requires/ostree-prepare-root.service")
+            .is_symlink()
+    );
 }
 
 #[test]
 fn missing_output_dir_fails_cleanly() {
-    let o = Command::new(BIN).env("SYSTEMD_LOG_TARGET", "console").arg("/nonexistent/out").output().unwrap();
+    let o = Command::new(BIN)
+        .env("SYSTEMD_LOG_TARGET", "console")
+        .arg("/nonexistent/out")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/out"));
 }
@@ -336,7 +426,13 @@ fn existing_unit_is_not_replaced() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("var.mount already exists"), "{stderr}");
-    assert_eq!(fs::read_to_string(out.join("var.mount")).unwrap(), "# someone else's\n");
+    assert_eq!(
+        fs::read_to_string(out.join("var.mount")).unwrap(),
+        "# someone else's\n"
+    );
     assert!(out.join("sysroot.mount.d/ostree-softreboot.conf").is_file());
-    assert!(out.join("local-fs.target.requires/ostree-remount.service").is_symlink());
+    assert!(
+        out.join("local-fs.target.requires/ostree-remount.service")
+            .is_symlink()
+    );
 }

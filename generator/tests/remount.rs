@@ -44,9 +44,24 @@ fn run(booted: Option<&[u8]>, root_ro: bool, sysroot: &str, etc: &str, var: &str
         None => "none".into(),
     };
     let o = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "bash", "-c", SCRIPT, "_", BIN])
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "bash",
+            "-c",
+            SCRIPT,
+            "_",
+            BIN,
+        ])
         .arg(&root)
-        .args([booted_arg.as_str(), if root_ro { "ro" } else { "rw" }, sysroot, etc, var])
+        .args([
+            booted_arg.as_str(),
+            if root_ro { "ro" } else { "rw" },
+            sysroot,
+            etc,
+            var,
+        ])
         .output()
         .expect("unshare");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -56,12 +71,21 @@ fn run(booted: Option<&[u8]>, root_ro: bool, sysroot: &str, etc: &str, var: &str
 }
 
 fn has(out: &str, line: &str) {
-    assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+    assert!(
+        out.lines().any(|l| l == line),
+        "missing {line:?} in:\n{out}"
+    );
 }
 
 #[test]
 fn legacy_writable_sysroot() {
-    let out = run(Some(&hex::decode(LEGACY_RW).unwrap()), false, "ro", "ro", "ro");
+    let out = run(
+        Some(&hex::decode(LEGACY_RW).unwrap()),
+        false,
+        "ro",
+        "ro",
+        "ro",
+    );
     has(&out, "Remounted rw: /sysroot");
     has(&out, "Remounted rw: /var");
     has(&out, "rc=0");
@@ -73,7 +97,13 @@ fn legacy_writable_sysroot() {
 
 #[test]
 fn composefs_readonly_sysroot() {
-    let out = run(Some(&hex::decode(COMPOSEFS_RO).unwrap()), false, "rw", "ro", "ro");
+    let out = run(
+        Some(&hex::decode(COMPOSEFS_RO).unwrap()),
+        false,
+        "rw",
+        "ro",
+        "ro",
+    );
     has(&out, "Remounted ro: /sysroot");
     has(&out, "Remounted rw: /etc");
     has(&out, "Remounted rw: /var");
@@ -85,7 +115,13 @@ fn composefs_readonly_sysroot() {
 
 #[test]
 fn readonly_root_without_composefs_is_left_alone() {
-    let out = run(Some(&hex::decode(LEGACY_RW).unwrap()), true, "ro", "ro", "ro");
+    let out = run(
+        Some(&hex::decode(LEGACY_RW).unwrap()),
+        true,
+        "ro",
+        "ro",
+        "ro",
+    );
     has(&out, "rc=0");
     has(&out, "sysroot=ro");
     has(&out, "var=ro");
@@ -94,7 +130,13 @@ fn readonly_root_without_composefs_is_left_alone() {
 
 #[test]
 fn readonly_root_with_composefs_still_remounts() {
-    let out = run(Some(&hex::decode(COMPOSEFS_RO).unwrap()), true, "rw", "ro", "ro");
+    let out = run(
+        Some(&hex::decode(COMPOSEFS_RO).unwrap()),
+        true,
+        "rw",
+        "ro",
+        "ro",
+    );
     has(&out, "rc=0");
     has(&out, "sysroot=ro");
     has(&out, "etc=rw");
@@ -103,7 +145,13 @@ fn readonly_root_with_composefs_still_remounts() {
 
 #[test]
 fn nothing_to_change_and_symlinked_var() {
-    let out = run(Some(&hex::decode(LEGACY_RW).unwrap()), false, "rw", "rw", "symlink");
+    let out = run(
+        Some(&hex::decode(LEGACY_RW).unwrap()),
+        false,
+        "rw",
+        "rw",
+        "symlink",
+    );
     has(&out, "rc=0");
     has(&out, "var=link");
     assert!(!out.contains("Remounted"), "{out}");
@@ -122,7 +170,10 @@ fn missing_booted_file_is_created_like_ostree() {
 fn broken_booted_file_fails_with_its_name() {
     let out = run(Some(b"\x01\x02\x03"), false, "ro", "ro", "ro");
     has(&out, "rc=1");
-    assert!(out.contains("failed to read") && out.contains("run/ostree-booted"), "{out}");
+    assert!(
+        out.contains("failed to read") && out.contains("run/ostree-booted"),
+        "{out}"
+    );
     // Nothing was remounted on bad input.
     has(&out, "sysroot=ro");
     has(&out, "var=ro");
