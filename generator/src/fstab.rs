@@ -107,6 +107,26 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_text_never_panics() {
+        // Escapes cut at every position, multi-byte characters next to backslashes.
+        let pieces = [
+            "\\", "\\0", "\\04", "\\040", "é", "/", " ", "\t", "#", "\n", "ü\\1",
+        ];
+        let mut seed = 0x2545_f491_u32;
+        for _ in 0..5000 {
+            let mut s = String::new();
+            for _ in 0..(seed % 12) {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                s.push_str(pieces[(seed % pieces.len() as u32) as usize]);
+            }
+            let _ = mount_points(&s);
+            let _ = decode(&s);
+        }
+    }
+
+    #[test]
     fn normalizes() {
         assert_eq!(normalize("//var///"), "/var");
         assert_eq!(normalize("/"), "/");
