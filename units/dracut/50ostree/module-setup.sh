@@ -59,11 +59,15 @@ install() {
 
     dracut_install /usr/lib/ostree/ostree-prepare-root
 
-    generator=$(_ostree_find ostree-system-generator \
+    # Without the generator the initrd still boots (the .wants link below pulls in
+    # prepare-root), but composefs then relies on the kernel autoloading its modules.
+    if generator=$(_ostree_find ostree-system-generator \
         "$systemdutildir"/system-generators /usr/lib/systemd/system-generators \
-        /lib/systemd/system-generators) \
-        || { dfatal "ostree: ostree-system-generator not found"; return 1; }
-    inst_simple "$generator" "$systemdutildir/system-generators/ostree-system-generator"
+        /lib/systemd/system-generators); then
+        inst_simple "$generator" "$systemdutildir/system-generators/ostree-system-generator"
+    else
+        dwarn "ostree: ostree-system-generator not installed; leaving it out of the initrd"
+    fi
 
     for f in /usr/lib/ostree/prepare-root.conf /etc/ostree/prepare-root.conf; do
         if [[ -f ${dracutsysrootdir-}$f ]]; then
