@@ -2,4 +2,5 @@
 //! the initrd. The decisions live in `ostree_boot::plan`; this crate executes them.
 
 pub mod composefs_mount;
+pub mod exec;
 pub mod loopdev;
