@@ -329,35 +329,15 @@ fn mount_erofs(
         Ok(()) => Ok((true, ErofsBacking::File)),
         Err(NewApi::Unavailable) => {
             // No fsopen(): an old kernel, which cannot mount from a file either.
-            let dev = loopdev::attach_readonly(file).map_err(|e| CfsMountError::Syscall {
-                what: "setting up a loop device".into(),
-                source: e,
-                log: vec![],
-            })?;
+            let dev = attach_loop(file)?;
             erofs_legacy(&dev.path, has_acl, mountdir)?;
             Ok((false, ErofsBacking::Loop(dev.path)))
         }
         Err(NewApi::Failed(Errno::NOTBLK, _)) => {
-            let dev = loopdev::attach_readonly(file).map_err(|e| CfsMountError::Syscall {
-                what: "setting up a loop device".into(),
-                source: e,
-                log: vec![],
-            })?;
-            let src = dev.path.to_string_lossy().into_owned();
-            match erofs_new_api(&src, has_acl, mountdir) {
-                Ok(()) => Ok((true, ErofsBacking::Loop(dev.path))),
-                Err(NewApi::Failed(e, log)) => Err(CfsMountError::Syscall {
-                    what: format!("mounting EROFS from {}", dev.path.display()),
-                    source: io(e),
-                    log,
-                }),
-                // fsopen() worked a moment ago for the same filesystem type.
-                Err(NewApi::Unavailable) => Err(CfsMountError::KernelLacks {
-                    feature: "the new mount API",
-                    detail: "fsopen(\"erofs\") stopped working".into(),
-                }),
-            }
-            // `dev.fd` closes here; AUTOCLEAR detaches the device with the last mount.
+            log::debug!(
+                "composefs: EROFS cannot mount a regular file here (ENOTBLK), using a loop device"
+            );
+            Ok((true, erofs_on_loop(file, has_acl, mountdir)?))
         }
         Err(NewApi::Failed(Errno::NODEV, log)) => Err(CfsMountError::KernelLacks {
             feature: "EROFS",
@@ -372,6 +352,53 @@ fn mount_erofs(
             log,
         }),
     }
+}
+
+/// Mounts the EROFS image at `mountdir` from the file, or through a loop device when
+/// `force_loop` is set (the path taken on kernels before 6.12).
+pub fn mount_erofs_with(
+    file: &File,
+    has_acl: bool,
+    mountdir: &Path,
+    force_loop: bool,
+) -> Result<ErofsBacking, CfsMountError> {
+    if force_loop {
+        erofs_on_loop(file, has_acl, mountdir)
+    } else {
+        mount_erofs(file, has_acl, mountdir).map(|(_, b)| b)
+    }
+}
+
+fn attach_loop(file: &File) -> Result<loopdev::LoopDevice, CfsMountError> {
+    loopdev::attach_readonly(file).map_err(|e| CfsMountError::Syscall {
+        what: "setting up a loop device for the image".into(),
+        source: e,
+        log: vec![],
+    })
+}
+
+fn erofs_on_loop(
+    file: &File,
+    has_acl: bool,
+    mountdir: &Path,
+) -> Result<ErofsBacking, CfsMountError> {
+    let dev = attach_loop(file)?;
+    let src = dev.path.to_string_lossy().into_owned();
+    let res = match erofs_new_api(&src, has_acl, mountdir) {
+        Ok(()) => Ok(()),
+        Err(NewApi::Unavailable) => erofs_legacy(&dev.path, has_acl, mountdir),
+        Err(NewApi::Failed(e, log)) => Err(CfsMountError::Syscall {
+            what: format!(
+                "mounting EROFS from {} at {}",
+                dev.path.display(),
+                mountdir.display()
+            ),
+            source: io(e),
+            log,
+        }),
+    };
+    // `dev.fd` closes here; AUTOCLEAR detaches the device once the mount is gone too.
+    res.map(|()| ErofsBacking::Loop(dev.path))
 }
 
 enum NewApi {

@@ -1,0 +1,375 @@
+//! Fixtures for the privileged prepare-root tests: a sysroot made by the real `ostree`
+//! CLI, a composefs image for its deployment, and a private mount namespace to run
+//! prepare-root in.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// prepare-root mounts on `/sysroot.tmp` of the real root and rmdirs it afterwards: two
+/// runs at once would pull it from under each other. One at a time per test binary.
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sh(script: &str) -> Output {
+    run(Command::new("sh").arg("-ec").arg(script))
+}
+
+/// Whether we can run the privileged tests at all (root, unshare, erofs, overlay).
+pub fn privileged() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return false;
+    }
+    true
+}
+
+/// A sysroot with one deployment of a small commit.
+pub struct Sysroot {
+    pub tmp: tempfile::TempDir,
+    pub path: PathBuf,
+    pub repo: PathBuf,
+    pub commit: String,
+    /// Absolute path of the deployment directory.
+    pub deploy: PathBuf,
+    /// The deployment relative to the sysroot (`ostree/deploy/default/deploy/<csum>.0`).
+    pub deploy_rel: String,
+    /// The `ostree=` value the BLS entry carries.
+    pub karg: String,
+    /// Private key (base64 seed‖public, as `ostree sign` wants it) and public key (base64).
+    pub secret_b64: String,
+    pub public_b64: String,
+}
+
+impl Drop for Sysroot {
+    fn drop(&mut self) {
+        // `ostree admin deploy` makes deployment directories immutable.
+        let _ = Command::new("chattr").arg("-i").arg(&self.deploy).status();
+    }
+}
+
+fn keypair(dir: &Path, name: &str) -> (String, String) {
+    let pem = dir.join(format!("{name}.pem"));
+    run(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&pem));
+    let der = run(Command::new("openssl")
+        .args(["pkey", "-outform", "DER", "-in"])
+        .arg(&pem))
+    .stdout;
+    let pubder = run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&pem))
+    .stdout;
+    let seed = &der[der.len() - 32..];
+    let public = &pubder[pubder.len() - 32..];
+    let mut sk = seed.to_vec();
+    sk.extend_from_slice(public);
+    (b64(&sk), b64(public))
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    let out = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Sysroot {
+    /// `admin init-fs`, `admin os-init default`, a commit of a small tree with a kernel,
+    /// `admin deploy`. `metadata` are extra `--add-metadata` arguments (GVariant text).
+    pub fn build(metadata: &[&str]) -> Sysroot {
+        let tmp = tempfile::Builder::new()
+            .prefix("prepare-root-test.")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let t = tmp.path();
+        let tree = t.join("tree");
+        for d in [
+            "usr/etc",
+            "usr/lib/modules/6.1.0",
+            "usr/bin",
+            "sysroot",
+            "var",
+            "boot",
+            "etc",
+        ] {
+            fs::create_dir_all(tree.join(d)).unwrap();
+        }
+        fs::remove_dir(tree.join("etc")).unwrap();
+        fs::write(
+            tree.join("usr/lib/modules/6.1.0/vmlinuz"),
+            b"not a kernel\n",
+        )
+        .unwrap();
+        fs::write(
+            tree.join("usr/lib/modules/6.1.0/initramfs.img"),
+            b"not an initramfs\n",
+        )
+        .unwrap();
+        fs::write(
+            tree.join("usr/etc/os-release"),
+            b"ID=test\nPRETTY_NAME=Test\n",
+        )
+        .unwrap();
+        fs::write(tree.join("usr/etc/hostname"), b"test\n").unwrap();
+        fs::write(
+            tree.join("usr/bin/hello"),
+            b"hello from the composefs root\n",
+        )
+        .unwrap();
+        let big: Vec<u8> = (0..20000u32).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(tree.join("usr/bin/big"), &big).unwrap();
+        fs::set_permissions(
+            tree.join("usr/bin/hello"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+
+        let src = t.join("srcrepo");
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", src.display()))
+            .args(["init", "--mode=bare-user"]));
+        let mut c = Command::new("ostree");
+        c.arg(format!("--repo={}", src.display()))
+            .args([
+                "commit",
+                "-b",
+                "os",
+                "--owner-uid=0",
+                "--owner-gid=0",
+                "--canonical-permissions",
+            ])
+            .arg(format!("--tree=dir={}", tree.display()));
+        for m in metadata {
+            c.arg(format!("--add-metadata={m}"));
+        }
+        let commit = String::from_utf8(run(&mut c).stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+
+        let path = t.join("sysroot");
+        fs::create_dir(&path).unwrap();
+        let sr = format!("--sysroot={}", path.display());
+        run(Command::new("ostree")
+            .args(["admin", "init-fs", &sr])
+            .arg(&path));
+        run(Command::new("ostree").args(["admin", "os-init", &sr, "default"]));
+        let repo = path.join("ostree/repo");
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .arg("pull-local")
+            .arg(&src)
+            .arg("os"));
+        run(Command::new("ostree").args(["admin", "deploy", &sr, "--os=default", "os"]));
+
+        let deploy_rel = format!("ostree/deploy/default/deploy/{commit}.0");
+        let deploy = path.join(&deploy_rel);
+        let entries = path.join("boot/loader/entries");
+        let entry = fs::read_dir(&entries)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let conf = fs::read_to_string(entry).unwrap();
+        let karg = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("options "))
+            .and_then(|o| o.split(' ').find_map(|w| w.strip_prefix("ostree=")))
+            .unwrap()
+            .to_string();
+        run(Command::new("chattr").arg("-i").arg(&deploy));
+        let (secret_b64, public_b64) = keypair(t, "key");
+        Sysroot {
+            tmp,
+            path,
+            repo,
+            commit,
+            deploy,
+            deploy_rel,
+            karg,
+            secret_b64,
+            public_b64,
+        }
+    }
+
+    /// `ostree sign` of the deployed commit with a key (base64 seed‖public).
+    pub fn sign(&self, secret_b64: &str) {
+        run(Command::new("ostree")
+            .arg(format!("--repo={}", self.repo.display()))
+            .args(["sign", "--sign-type=ed25519", &self.commit, secret_b64]));
+    }
+
+    /// A second, unrelated key pair.
+    pub fn other_key(&self) -> (String, String) {
+        keypair(self.tmp.path(), "other")
+    }
+
+    pub fn cfs_path(&self) -> PathBuf {
+        self.deploy.join(".ostree.cfs")
+    }
+
+    /// Writes `.ostree.cfs` for the deployment: the commit's tree with every non-empty
+    /// regular file redirected to its `xx/<checksum>.file` object (metacopy without a
+    /// digest, as `composefs=yes` images without verity are), `/etc` empty.
+    pub fn write_cfs(&self) {
+        let objects = self.repo.join("objects");
+        let mut by_inode = HashMap::new();
+        for sub in fs::read_dir(&objects).unwrap() {
+            let sub = sub.unwrap().path();
+            for obj in fs::read_dir(&sub).unwrap() {
+                let obj = obj.unwrap().path();
+                if obj.extension().is_some_and(|e| e == "file") {
+                    let rel = obj
+                        .strip_prefix(&objects)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    by_inode.insert(fs::symlink_metadata(&obj).unwrap().ino(), rel);
+                }
+            }
+        }
+        let meta = self.tmp.path().join("cfs-meta");
+        let _ = fs::remove_dir_all(&meta);
+        fs::create_dir(&meta).unwrap();
+        copy_meta(&self.deploy, &meta, &by_inode, true);
+        let image = self.cfs_path();
+        run(Command::new("mkfs.erofs")
+            .args(["--quiet", "-T0", "--all-root", "--chunksize=4096"])
+            .arg(&image)
+            .arg(&meta));
+        // mkfs.erofs leaves the first 1024 bytes zero: put libcomposefs's header there
+        // (magic, version 1, flags 0, composefs_version 1).
+        let mut bytes = fs::read(&image).unwrap();
+        bytes[0..4].copy_from_slice(&0xd078_629au32.to_le_bytes());
+        bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+        bytes[12..16].copy_from_slice(&1u32.to_le_bytes());
+        fs::write(&image, bytes).unwrap();
+    }
+
+    pub fn remove_cfs(&self) {
+        let _ = fs::remove_file(self.cfs_path());
+    }
+}
+
+fn copy_meta(src: &Path, dst: &Path, objects: &HashMap<u64, String>, top: bool) {
+    for e in fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if top && (name == ".ostree.cfs" || name == ".usr-ovl-upper" || name == ".usr-ovl-work") {
+            continue;
+        }
+        let s = e.path();
+        let d = dst.join(&name);
+        let m = fs::symlink_metadata(&s).unwrap();
+        let ft = m.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&d).unwrap();
+            fs::set_permissions(&d, fs::Permissions::from_mode(m.mode() & 0o7777)).unwrap();
+            // The image's /etc is empty: prepare-root mounts the deployment's /etc there.
+            if !(top && name == "etc") {
+                copy_meta(&s, &d, objects, false);
+            }
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&s).unwrap(), &d).unwrap();
+        } else if ft.is_file() {
+            let f = fs::File::create(&d).unwrap();
+            if m.len() > 0 {
+                f.set_len(m.len()).unwrap();
+                let obj = objects
+                    .get(&m.ino())
+                    .unwrap_or_else(|| panic!("{} is not an object hardlink", s.display()));
+                rustix::fs::setxattr(
+                    &d,
+                    "trusted.overlay.redirect",
+                    format!("/{obj}").as_bytes(),
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .unwrap();
+                rustix::fs::setxattr(
+                    &d,
+                    "trusted.overlay.metacopy",
+                    b"",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .unwrap();
+            }
+            fs::set_permissions(&d, fs::Permissions::from_mode(m.mode() & 0o7777)).unwrap();
+        }
+    }
+}
+
+/// Runs `script` with sh in a new private mount namespace, with a fresh tmpfs on /run,
+/// writable overlays on /etc/ostree and /usr/lib/ostree (for prepare-root.conf), and the
+/// sysroot bind-mounted on itself (it is a mount point in the initrd).
+pub fn in_namespace(sysroot: &Path, setup: &str, script: &str) -> Output {
+    let scratch = tempfile::Builder::new()
+        .prefix("prepare-root-ns.")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let s = scratch.path().display();
+    let full = format!(
+        r#"set -e
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs tmpfs {s}
+mkdir -p {s}/etc-upper {s}/etc-work {s}/lib-upper/ostree {s}/lib-work
+mount -t tmpfs tmpfs /etc/ostree
+mount -t overlay overlay -o lowerdir=/usr/lib,upperdir={s}/lib-upper,workdir={s}/lib-work /usr/lib
+mount --bind {sr} {sr}
+{setup}
+set +e
+{script}
+"#,
+        sr = sysroot.display()
+    );
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &full])
+        .output()
+        .expect("running unshare")
+}
+
+pub fn prepare_root_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ostree-prepare-root")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn sh_out(script: &str) -> String {
+    String::from_utf8_lossy(&sh(script).stdout).into_owned()
+}
