@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+use ostree_boot::ostree::objects::parse_checksum;
+use ostree_boot::ostree::repo::Repo;
+use ostree_boot::sign::{self, SecretKey};
+
 /// prepare-root mounts on `/sysroot.tmp` of the real root and rmdirs it afterwards: two
 /// runs at once would pull it from under each other. One at a time per test binary.
 pub static SERIAL: Mutex<()> = Mutex::new(());
@@ -68,39 +72,11 @@ impl Drop for Sysroot {
     }
 }
 
-fn keypair(dir: &Path, name: &str) -> (String, String) {
-    let pem = dir.join(format!("{name}.pem"));
-    run(Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&pem));
-    let der = run(Command::new("openssl")
-        .args(["pkey", "-outform", "DER", "-in"])
-        .arg(&pem))
-    .stdout;
-    let pubder = run(Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(&pem))
-    .stdout;
-    let seed = &der[der.len() - 32..];
-    let public = &pubder[pubder.len() - 32..];
-    let mut sk = seed.to_vec();
-    sk.extend_from_slice(public);
-    (b64(&sk), b64(public))
-}
-
-pub fn b64(bytes: &[u8]) -> String {
-    let out = Command::new("base64")
-        .arg("-w0")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(bytes)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()
+/// A fresh Ed25519 key pair: secret (base64 seed‖public, `ostree sign`'s format) and
+/// public key (base64, the `composefs.keypath` format).
+fn keypair() -> (String, String) {
+    let sk = SecretKey::generate().unwrap();
+    (sk.to_base64().to_string(), sk.public_key().to_base64())
 }
 
 impl Sysroot {
@@ -209,7 +185,7 @@ impl Sysroot {
             .unwrap()
             .to_string();
         run(Command::new("chattr").arg("-i").arg(&deploy));
-        let (secret_b64, public_b64) = keypair(t, "key");
+        let (secret_b64, public_b64) = keypair();
         Sysroot {
             tmp,
             path,
@@ -223,16 +199,22 @@ impl Sysroot {
         }
     }
 
-    /// `ostree sign` of the deployed commit with a key (base64 seed‖public).
+    /// Signs the deployed commit as `ostree sign` does (Debian's ostree is built without
+    /// ed25519): a signature over the raw `.commit` bytes appended to the
+    /// `ostree.sign.ed25519` array of its detached metadata.
     pub fn sign(&self, secret_b64: &str) {
-        run(Command::new("ostree")
-            .arg(format!("--repo={}", self.repo.display()))
-            .args(["sign", "--sign-type=ed25519", &self.commit, secret_b64]));
+        let sk = SecretKey::from_base64(secret_b64).unwrap();
+        let repo = Repo::open(&self.repo).unwrap();
+        let csum = parse_checksum(&self.commit).unwrap();
+        let (bytes, _) = repo.load_commit(&csum).unwrap();
+        let mut meta = repo.load_commitmeta(&csum).unwrap().map(|(_, m)| m).unwrap_or_default();
+        sign::add_signature(&mut meta, &sk.sign(&bytes));
+        repo.write_commitmeta(&csum, &meta).unwrap();
     }
 
     /// A second, unrelated key pair.
     pub fn other_key(&self) -> (String, String) {
-        keypair(self.tmp.path(), "other")
+        keypair()
     }
 
     pub fn cfs_path(&self) -> PathBuf {
