@@ -51,13 +51,26 @@ impl Report {
 /// A deployment named directly: `ostree/deploy/<stateroot>/deploy/<csum>.<serial>`.
 fn direct_deployment(root: &Path, spec: &str) -> Option<ResolvedDeployment> {
     let p = Path::new(spec);
-    let rel = if p.is_absolute() { p.strip_prefix(root).ok()?.to_path_buf() } else { p.to_path_buf() };
-    let comps: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-    let [o, d, sr, d2, name] = comps.as_slice() else { return None };
+    let rel = if p.is_absolute() {
+        p.strip_prefix(root).ok()?.to_path_buf()
+    } else {
+        p.to_path_buf()
+    };
+    let comps: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let [o, d, sr, d2, name] = comps.as_slice() else {
+        return None;
+    };
     if o != "ostree" || d != "deploy" || d2 != "deploy" || !root.join(&rel).is_dir() {
         return None;
     }
-    Some(ResolvedDeployment { relpath: rel, stateroot: sr.clone(), name: DeployName::parse(name).ok()? })
+    Some(ResolvedDeployment {
+        relpath: rel,
+        stateroot: sr.clone(),
+        name: DeployName::parse(name).ok()?,
+    })
 }
 
 fn gather(args: &CheckArgs, report: &mut Report) -> Option<Inputs> {
@@ -121,10 +134,17 @@ pub fn check(args: &CheckArgs) -> Report {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if rc.composefs == ComposefsMode::Maybe && !rc.require_verity {
-                r.ok(format!("no composefs image {}: composefs=maybe boots with the legacy bind mount", image.display()));
+                r.ok(format!(
+                    "no composefs image {}: composefs=maybe boots with the legacy bind mount",
+                    image.display()
+                ));
                 check_legacy(&inp, &mut r);
             } else {
-                r.fail(format!("composefs image {} not found (composefs.enabled={}: an image is required)", image.display(), rc.composefs));
+                r.fail(format!(
+                    "composefs image {} not found (composefs.enabled={}: an image is required)",
+                    image.display(),
+                    rc.composefs
+                ));
             }
             return r;
         }
@@ -134,22 +154,36 @@ pub fn check(args: &CheckArgs) -> Report {
         }
     };
     match composefs_mount::read_header(&file, &image) {
-        Ok(h) => r.ok(format!("composefs image {} (format {}, acl {})", image.display(), h.version, h.has_acl())),
+        Ok(h) => r.ok(format!(
+            "composefs image {} (format {}, acl {})",
+            image.display(),
+            h.version,
+            h.has_acl()
+        )),
         Err(e) => r.fail(e.to_string()),
     }
 
     let mut expected = None;
     if rc.is_signed {
-        match verify::load_keys(&args.config_root, &rc.keypath)
-            .and_then(|keys| verify::verify_deployment(&inp.root, &inp.deployment.name.to_string(), &keys, &rc.keypath))
-        {
+        match verify::load_keys(&args.config_root, &rc.keypath).and_then(|keys| {
+            verify::verify_deployment(
+                &inp.root,
+                &inp.deployment.name.to_string(),
+                &keys,
+                &rc.keypath,
+            )
+        }) {
             Ok(v) => {
                 r.ok(format!(
                     "commit {} signed by key {} of '{}'{}; expected image digest {}",
                     v.commit,
                     v.key_index + 1,
                     v.keypath.display(),
-                    if v.used_base { " (bootc base commit)" } else { "" },
+                    if v.used_base {
+                        " (bootc base commit)"
+                    } else {
+                        ""
+                    },
                     hex::encode(v.digest)
                 ));
                 expected = Some(v.digest);
@@ -162,7 +196,9 @@ pub fn check(args: &CheckArgs) -> Report {
         match composefs_mount::check_image_verity(&file, &image, expected.as_ref(), true) {
             Ok(Some(d)) => r.ok(format!("fs-verity digest of the image: {}", hex::encode(d))),
             Ok(None) => {}
-            Err(e @ CfsMountError::NoVerity { .. }) => r.fail(format!("{e}: cannot confirm the image would mount")),
+            Err(e @ CfsMountError::NoVerity { .. }) => {
+                r.fail(format!("{e}: cannot confirm the image would mount"))
+            }
             Err(e) => r.fail(e.to_string()),
         }
         check_objects(&inp, &mut r);
@@ -182,7 +218,10 @@ fn check_legacy(inp: &Inputs, r: &mut Report) {
     }
     for d in ["usr", "etc"] {
         if !inp.deploy_path.join(d).is_dir() {
-            r.fail(format!("{} has no {d} directory", inp.deploy_path.display()));
+            r.fail(format!(
+                "{} has no {d} directory",
+                inp.deploy_path.display()
+            ));
         }
     }
     if r.would_boot() {
@@ -195,7 +234,11 @@ fn check_legacy(inp: &Inputs, r: &mut Report) {
 /// so measuring them measures the objects. Stops at the first file that fails.
 fn check_objects(inp: &Inputs, r: &mut Report) {
     let mut stack: Vec<PathBuf> = Vec::new();
-    for e in std::fs::read_dir(&inp.deploy_path).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(&inp.deploy_path)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let n = e.file_name();
         // /etc is a per-deployment copy, not objects; dotfiles are ostree's own.
         if n != "etc" && !n.to_string_lossy().starts_with('.') {
@@ -204,9 +247,17 @@ fn check_objects(inp: &Inputs, r: &mut Report) {
     }
     let mut count = 0usize;
     while let Some(p) = stack.pop() {
-        let Ok(m) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if m.is_dir() {
-            stack.extend(std::fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path()));
+            stack.extend(
+                std::fs::read_dir(&p)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
             continue;
         }
         if !m.is_file() || m.size() == 0 {
@@ -226,5 +277,7 @@ fn check_objects(inp: &Inputs, r: &mut Report) {
         }
         count += 1;
     }
-    r.ok(format!("fs-verity enabled on all {count} objects of the deployment"));
+    r.ok(format!(
+        "fs-verity enabled on all {count} objects of the deployment"
+    ));
 }

@@ -67,7 +67,11 @@ fn check_main(args: &[String]) -> ExitCode {
     let mut deployment = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         let res = match a.as_str() {
             "--sysroot" => value("--sysroot").map(|v| sysroot = v.into()),
             "--config-root" => value("--config-root").map(|v| config_root = v.into()),
@@ -90,7 +94,12 @@ fn check_main(args: &[String]) -> ExitCode {
             Err(e) => return fail(&format!("reading /proc/cmdline: {e}")),
         },
     };
-    let report = check::check(&check::CheckArgs { sysroot, config_root, cmdline, deployment });
+    let report = check::check(&check::CheckArgs {
+        sysroot,
+        config_root,
+        cmdline,
+        deployment,
+    });
     for l in &report.lines {
         println!("{l}");
     }

@@ -35,8 +35,14 @@ macro_rules! impl_from {
         }
     )*};
 }
-impl_from!(exec::StepError, ostree_boot::config::ConfigError, ostree_boot::cmdline::CmdlineError,
-    ostree_boot::deployment::DeploymentError, verify::VerifyError, ostree_boot::ostree::booted::BootedError);
+impl_from!(
+    exec::StepError,
+    ostree_boot::config::ConfigError,
+    ostree_boot::cmdline::CmdlineError,
+    ostree_boot::deployment::DeploymentError,
+    verify::VerifyError,
+    ostree_boot::ostree::booted::BootedError
+);
 
 fn err<T>(msg: impl Into<String>) -> Result<T, Error> {
     Err(Error(msg.into()))
@@ -68,11 +74,14 @@ pub fn gather(
 ) -> Result<Inputs, Error> {
     let cfg = PrepareRootConfig::load(config_root)?;
     let rc = RootConfig::new(&cfg, cmdline)?;
-    let root = std::fs::canonicalize(sysroot).map_err(|e| Error(format!("realpath(\"{}\"): {e}", sysroot.display())))?;
+    let root = std::fs::canonicalize(sysroot)
+        .map_err(|e| Error(format!("realpath(\"{}\"): {e}", sysroot.display())))?;
     let deployment = match deployment {
         Some(d) => d,
         None => {
-            let target = cmdline.ostree_target()?.ok_or_else(|| Error("No ostree target found".into()))?;
+            let target = cmdline
+                .ostree_target()?
+                .ok_or_else(|| Error("No ostree target found".into()))?;
             deployment::resolve(&root, &target)?
         }
     };
@@ -85,7 +94,14 @@ pub fn gather(
         sysroot_readonly = true;
         legacy_readonly_flag = true;
     }
-    Ok(Inputs { rc, root, deployment, deploy_path, sysroot_readonly, legacy_readonly_flag })
+    Ok(Inputs {
+        rc,
+        root,
+        deployment,
+        deploy_path,
+        sysroot_readonly,
+        legacy_readonly_flag,
+    })
 }
 
 /// `[sysroot] readonly` in `<root>/ostree/repo/config`, as a GKeyFile boolean.
@@ -109,7 +125,10 @@ fn repo_config_readonly(root: &Path) -> bool {
 }
 
 fn journal_resolved(deploy_path: &Path, root: &Path) {
-    let rel = deploy_path.strip_prefix(root).map(|p| format!("/{}", p.display())).unwrap_or_default();
+    let rel = deploy_path
+        .strip_prefix(root)
+        .map(|p| format!("/{}", p.display()))
+        .unwrap_or_default();
     let (dev, ino) = exec::device_inode(deploy_path).unwrap_or((0, 0));
     let msg = format!("Resolved OSTree target to: {}", deploy_path.display());
     crate::journal(
@@ -134,13 +153,23 @@ pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<(), Error> {
 
     exec::create_run_dirs(run_dir)?;
     if inp.legacy_readonly_flag {
-        log::info!("Found legacy sysroot.readonly flag, not configured in ostree/prepare-root.conf");
+        log::info!(
+            "Found legacy sysroot.readonly flag, not configured in ostree/prepare-root.conf"
+        );
     }
     let sysroot_readonly = inp.sysroot_readonly;
     let writable = !exec::is_read_only(root)?;
-    log::info!("sysroot.readonly configuration value: {} (fs writable: {})", sysroot_readonly as i32, writable as i32);
+    log::info!(
+        "sysroot.readonly configuration value: {} (fs writable: {})",
+        sysroot_readonly as i32,
+        writable as i32
+    );
     if rc.root_transient {
-        log::info!("root.transient: {} (ro: {})", rc.root_transient as i32, rc.root_transient_ro as i32);
+        log::info!(
+            "root.transient: {} (ro: {})",
+            rc.root_transient as i32,
+            rc.root_transient_ro as i32
+        );
     }
 
     exec::make_root_private()?;
@@ -188,7 +217,13 @@ pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<(), Error> {
     let hotfix = deploy.join(".usr-ovl-work").exists();
     if hotfix && !(using_composefs && rc.is_signed) {
         log::info!("Using /usr hotfix overlay from {}", deploy.display());
-        exec::overlay(&new_usr, &new_usr, &deploy.join(".usr-ovl-upper"), &deploy.join(".usr-ovl-work"), !writable)?;
+        exec::overlay(
+            &new_usr,
+            &new_usr,
+            &deploy.join(".usr-ovl-upper"),
+            &deploy.join(".usr-ovl-work"),
+            !writable,
+        )?;
     } else if hotfix {
         log::warn!("Ignoring the /usr hotfix overlay: not allowed with a signed composefs root");
     } else if !using_composefs {
@@ -221,9 +256,17 @@ pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<(), Error> {
     log::info!(
         "ostree-prepare-root: {} is ready: composefs {} ({}), sysroot {}",
         root.display(),
-        if using_composefs { "in use" } else { "not used" },
+        if using_composefs {
+            "in use"
+        } else {
+            "not used"
+        },
         rc.composefs,
-        if sysroot_readonly { "read-only" } else { "read-write" }
+        if sysroot_readonly {
+            "read-only"
+        } else {
+            "read-write"
+        }
     );
     Ok(())
 }
@@ -231,7 +274,12 @@ pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<(), Error> {
 /// The composefs part of ostree's `otcore_mount_rootfs`. Returns whether composefs is the
 /// new root. Never falls back to an unverified root when a signature or verity is
 /// required: only `maybe` without verity tolerates a missing image.
-fn mount_composefs(inp: &Inputs, run_dir: &Path, tmp: &Path, booted: &mut OstreeBooted) -> Result<bool, Error> {
+fn mount_composefs(
+    inp: &Inputs,
+    run_dir: &Path,
+    tmp: &Path,
+    booted: &mut OstreeBooted,
+) -> Result<bool, Error> {
     let rc = &inp.rc;
     if rc.composefs == ComposefsMode::No {
         return Ok(false);
@@ -254,7 +302,10 @@ fn mount_composefs(inp: &Inputs, run_dir: &Path, tmp: &Path, booted: &mut Ostree
         let keys = verify::load_keys(Path::new("/"), &rc.keypath)?;
         let name = inp.deployment.name.to_string();
         let v = verify::verify_deployment(&inp.root, &name, &keys, &rc.keypath)?;
-        log::info!("composefs+ostree: Validated commit signature using '{}'", rc.keypath.display());
+        log::info!(
+            "composefs+ostree: Validated commit signature using '{}'",
+            rc.keypath.display()
+        );
         log::info!("composefs: Verifying digest: {}", hex::encode(v.digest));
         expected_digest = Some(v.digest);
         booted.composefs_signed = Some(rc.keypath.to_string_lossy().into_owned());
@@ -271,20 +322,26 @@ fn mount_composefs(inp: &Inputs, run_dir: &Path, tmp: &Path, booted: &mut Ostree
     let image = inp.deploy_path.join(".ostree.cfs");
     match composefs_mount::mount_image(&image, tmp, &opts) {
         Ok(report) => {
-            log::info!("composefs: mounted successfully (verity={})", rc.require_verity);
+            log::info!(
+                "composefs: mounted successfully (verity={})",
+                rc.require_verity
+            );
             log::info!("composefs: kernel features: {report}");
             booted.composefs = Some(true);
             booted.composefs_verity = Some(rc.require_verity);
             Ok(true)
         }
-        Err(CfsMountError::ImageMissing(_)) if rc.composefs == ComposefsMode::Maybe && !rc.require_verity => {
+        Err(CfsMountError::ImageMissing(_))
+            if rc.composefs == ComposefsMode::Maybe && !rc.require_verity =>
+        {
             log::info!("composefs: No image present");
             booted.composefs_signed = None;
             Ok(false)
         }
-        Err(e @ CfsMountError::ImageMissing(_)) => {
-            err(format!("composefs: failed to mount: {e} (composefs.enabled={}: an image is required)", rc.composefs))
-        }
+        Err(e @ CfsMountError::ImageMissing(_)) => err(format!(
+            "composefs: failed to mount: {e} (composefs.enabled={}: an image is required)",
+            rc.composefs
+        )),
         Err(e) => err(format!("composefs: failed to mount: {e}")),
     }
 }

@@ -26,7 +26,10 @@ pub struct Verified {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("Reading public key file '{path}': {source}")]
-    KeyFile { path: PathBuf, source: std::io::Error },
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("public key file '{path}': {source}")]
     Keys { path: PathBuf, source: SignError },
     #[error("deployment {0}: the directory name does not start with a commit checksum")]
@@ -34,7 +37,11 @@ pub enum VerifyError {
     #[error("Error loading signatures from repo: {0}")]
     Repo(#[from] RepoError),
     #[error("Checking commit signature: {source} (commit {commit}, keys from '{keypath}')")]
-    Signature { commit: String, keypath: PathBuf, source: SignError },
+    Signature {
+        commit: String,
+        keypath: PathBuf,
+        source: SignError,
+    },
     #[error("Signature validation requested, but no valid digest in commit {commit}: {reason}")]
     NoDigest { commit: String, reason: String },
 }
@@ -44,14 +51,24 @@ pub enum VerifyError {
 pub fn load_keys(config_root: &Path, keypath: &Path) -> Result<Vec<sign::PublicKey>, VerifyError> {
     let rel = keypath.strip_prefix("/").unwrap_or(keypath);
     let path = config_root.join(rel);
-    let text = std::fs::read(&path).map_err(|source| VerifyError::KeyFile { path: keypath.to_path_buf(), source })?;
+    let text = std::fs::read(&path).map_err(|source| VerifyError::KeyFile {
+        path: keypath.to_path_buf(),
+        source,
+    })?;
     let text = String::from_utf8_lossy(&text);
-    sign::parse_public_keys(&text).map_err(|source| VerifyError::Keys { path: keypath.to_path_buf(), source })
+    sign::parse_public_keys(&text).map_err(|source| VerifyError::Keys {
+        path: keypath.to_path_buf(),
+        source,
+    })
 }
 
 fn load(repo: &Repo, csum: &Checksum) -> Result<LoadedCommit, RepoError> {
     let (bytes, commit) = repo.load_commit(csum)?;
-    Ok(LoadedCommit { checksum: *csum, bytes, commit })
+    Ok(LoadedCommit {
+        checksum: *csum,
+        bytes,
+        commit,
+    })
 }
 
 /// Checks the signature of the commit deployed at `deploy_name` (`<csum>.<serial>`) in
@@ -64,7 +81,8 @@ pub fn verify_deployment(
 ) -> Result<Verified, VerifyError> {
     // ostree: the basename truncated at the first '.'.
     let digest_str = deploy_name.split('.').next().unwrap_or("");
-    let csum = parse_checksum(digest_str).map_err(|_| VerifyError::BadDeployName(deploy_name.to_string()))?;
+    let csum = parse_checksum(digest_str)
+        .map_err(|_| VerifyError::BadDeployName(deploy_name.to_string()))?;
     let repo = Repo::open(sysroot.join("ostree/repo"))?;
     let main = load(&repo, &csum)?;
     let main_meta = repo.load_commitmeta(&csum)?.map(|(_, m)| m);
@@ -77,23 +95,31 @@ pub fn verify_deployment(
     {
         base_commit = match load(&repo, &b) {
             Ok(c) => Some(c),
-            Err(RepoError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(RepoError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                None
+            }
             Err(e) => return Err(e.into()),
         };
         base_meta = repo.load_commitmeta(&b)?.map(|(_, m)| m);
     }
     let base = base_csum.map(|_| (base_commit.as_ref(), base_meta.as_ref()));
     let deploy_path = format!("{}/{deploy_name}", sysroot.display());
-    let selected = sign::select_signed_commit(&main, main_meta.as_ref(), base, &deploy_path).map_err(|source| {
-        VerifyError::Signature { commit: hex::encode(csum), keypath: keypath.to_path_buf(), source }
-    })?;
+    let selected = sign::select_signed_commit(&main, main_meta.as_ref(), base, &deploy_path)
+        .map_err(|source| VerifyError::Signature {
+            commit: hex::encode(csum),
+            keypath: keypath.to_path_buf(),
+            source,
+        })?;
     let commit_hex = hex::encode(selected.commit.checksum);
     if selected.is_base {
         log::info!("composefs+ostree: Validating composefs using bootc base commit {commit_hex}");
     }
-    let key_index = sign::verify_commit(&selected.commit.bytes, selected.commitmeta, keys).map_err(|source| {
-        VerifyError::Signature { commit: commit_hex.clone(), keypath: keypath.to_path_buf(), source }
-    })?;
+    let key_index = sign::verify_commit(&selected.commit.bytes, selected.commitmeta, keys)
+        .map_err(|source| VerifyError::Signature {
+            commit: commit_hex.clone(),
+            keypath: keypath.to_path_buf(),
+            source,
+        })?;
     let digest = match selected.commit.commit.composefs_digest() {
         Some(Ok(d)) => d,
         Some(Err(len)) => {
@@ -109,5 +135,11 @@ pub fn verify_deployment(
             });
         }
     };
-    Ok(Verified { keypath: keypath.to_path_buf(), key_index, commit: commit_hex, used_base: selected.is_base, digest })
+    Ok(Verified {
+        keypath: keypath.to_path_buf(),
+        key_index,
+        commit: commit_hex,
+        used_base: selected.is_base,
+        digest,
+    })
 }

@@ -42,7 +42,13 @@ impl RunOut {
     }
     fn opts(&self, target: &Path) -> Vec<String> {
         self.mount(target)
-            .unwrap_or_else(|| panic!("{} is not a mount point: {:#?}", target.display(), self.mounts))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} is not a mount point: {:#?}",
+                    target.display(),
+                    self.mounts
+                )
+            })
             .options
             .split(',')
             .map(str::to_string)
@@ -71,15 +77,25 @@ fn run_prepare_root(sr: &Sysroot, setup: &Setup) -> RunOut {
     let o = out.path().display();
     let mut pre = String::new();
     for (path, content) in [
-        ("/usr/lib/ostree/prepare-root.conf", setup.usr_conf.map(str::to_string)),
-        ("/etc/ostree/prepare-root.conf", setup.etc_conf.map(str::to_string)),
+        (
+            "/usr/lib/ostree/prepare-root.conf",
+            setup.usr_conf.map(str::to_string),
+        ),
+        (
+            "/etc/ostree/prepare-root.conf",
+            setup.etc_conf.map(str::to_string),
+        ),
         ("/etc/ostree/initramfs-root-binding.key", setup.key.clone()),
     ] {
         if let Some(c) = content {
             pre.push_str(&format!("cat > {path} <<'__EOF__'\n{c}\n__EOF__\n"));
         }
     }
-    let cmdline = format!("root=UUID=cafebabe ostree={} {}", setup.target.unwrap_or(&sr.karg), setup.kargs);
+    let cmdline = format!(
+        "root=UUID=cafebabe ostree={} {}",
+        setup.target.unwrap_or(&sr.karg),
+        setup.kargs
+    );
     let script = format!(
         r#"{bin} {sr} '{cmdline}' > {o}/stdout 2> {o}/stderr; echo $? > {o}/rc
 findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS > {o}/mounts
@@ -92,7 +108,11 @@ true"#,
         sr = sr.path.display(),
     );
     let ns = common::in_namespace(&sr.path, &pre, &script);
-    assert!(ns.status.success(), "namespace setup failed: {}", common::stderr(&ns));
+    assert!(
+        ns.status.success(),
+        "namespace setup failed: {}",
+        common::stderr(&ns)
+    );
     let read = |n: &str| fs::read_to_string(out.path().join(n)).unwrap_or_default();
     let mounts = read("mounts")
         .lines()
@@ -106,7 +126,9 @@ true"#,
             })
         })
         .collect();
-    let booted = fs::read(out.path().join("booted")).ok().map(|b| OstreeBooted::from_bytes(&b).unwrap());
+    let booted = fs::read(out.path().join("booted"))
+        .ok()
+        .map(|b| OstreeBooted::from_bytes(&b).unwrap());
     RunOut {
         code: read("rc").trim().parse().unwrap_or(-1),
         stderr: read("stderr"),
@@ -122,8 +144,14 @@ true"#,
 fn run_check(sr: &Sysroot, setup: &Setup) -> (i32, String) {
     let root = tempfile::tempdir_in("/var/tmp").unwrap();
     for (path, content) in [
-        ("usr/lib/ostree/prepare-root.conf", setup.usr_conf.map(str::to_string)),
-        ("etc/ostree/prepare-root.conf", setup.etc_conf.map(str::to_string)),
+        (
+            "usr/lib/ostree/prepare-root.conf",
+            setup.usr_conf.map(str::to_string),
+        ),
+        (
+            "etc/ostree/prepare-root.conf",
+            setup.etc_conf.map(str::to_string),
+        ),
         ("etc/ostree/initramfs-root-binding.key", setup.key.clone()),
     ] {
         if let Some(c) = content {
@@ -132,7 +160,11 @@ fn run_check(sr: &Sysroot, setup: &Setup) -> (i32, String) {
             fs::write(p, format!("{c}\n")).unwrap();
         }
     }
-    let cmdline = format!("root=UUID=cafebabe ostree={} {}", setup.target.unwrap_or(&sr.karg), setup.kargs);
+    let cmdline = format!(
+        "root=UUID=cafebabe ostree={} {}",
+        setup.target.unwrap_or(&sr.karg),
+        setup.kargs
+    );
     let o = Command::new(common::prepare_root_bin())
         .arg("--check")
         .arg("--sysroot")
@@ -143,7 +175,10 @@ fn run_check(sr: &Sysroot, setup: &Setup) -> (i32, String) {
         .arg(&cmdline)
         .output()
         .unwrap();
-    (o.status.code().unwrap_or(-1), format!("{}{}", common::stdout(&o), common::stderr(&o)))
+    (
+        o.status.code().unwrap_or(-1),
+        format!("{}{}", common::stdout(&o), common::stderr(&o)),
+    )
 }
 
 /// Runs prepare-root and `--check` and asserts they agree on whether it boots.
@@ -176,26 +211,59 @@ const YES: &str = "[composefs]\nenabled=yes";
 
 #[test]
 fn composefs_yes() {
-    let Some((_g, sr)) = fixture(true) else { return };
-    let r = run_both(&sr, &Setup { usr_conf: Some(YES), ..Default::default() });
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(YES),
+            ..Default::default()
+        },
+    );
     r.ok();
     let s = &sr.path;
     let root = r.mount(s).unwrap();
-    assert_eq!((root.source.as_str(), root.fstype.as_str()), ("composefs", "overlay"), "{root:?}");
+    assert_eq!(
+        (root.source.as_str(), root.fstype.as_str()),
+        ("composefs", "overlay"),
+        "{root:?}"
+    );
     let o = r.opts(s);
-    assert!(o.contains(&"ro".into()) && o.contains(&"metacopy=on".into()) && o.contains(&"redirect_dir=on".into()), "{o:?}");
-    assert!(o.iter().any(|x| x == "lowerdir+=/run/ostree/.private/cfsroot-lower"), "{o:?}");
-    assert!(o.iter().any(|x| x == &format!("datadir+={}/ostree/repo/objects", s.display())), "{o:?}");
+    assert!(
+        o.contains(&"ro".into())
+            && o.contains(&"metacopy=on".into())
+            && o.contains(&"redirect_dir=on".into()),
+        "{o:?}"
+    );
+    assert!(
+        o.iter()
+            .any(|x| x == "lowerdir+=/run/ostree/.private/cfsroot-lower"),
+        "{o:?}"
+    );
+    assert!(
+        o.iter()
+            .any(|x| x == &format!("datadir+={}/ostree/repo/objects", s.display())),
+        "{o:?}"
+    );
     // /etc: the deployment's own, writable.
     assert!(r.opts(&s.join("etc")).contains(&"rw".into()));
-    assert!(r.mount(&s.join("etc")).unwrap().source.ends_with(&format!("{}/etc]", sr.deploy_rel)));
+    assert!(
+        r.mount(&s.join("etc"))
+            .unwrap()
+            .source
+            .ends_with(&format!("{}/etc]", sr.deploy_rel))
+    );
     // No /usr mount with composefs; /boot is never mounted by prepare-root.
     assert!(r.mount(&s.join("usr")).is_none());
     assert!(r.mount(&s.join("boot")).is_none());
     // The physical root at /sysroot, read-only (composefs makes sysroot.readonly default
     // true), with the stateroot's /var bound writable on itself.
     assert!(r.opts(&s.join("sysroot")).contains(&"ro".into()));
-    assert!(r.opts(&s.join("sysroot/ostree/deploy/default/var")).contains(&"rw".into()));
+    assert!(
+        r.opts(&s.join("sysroot/ostree/deploy/default/var"))
+            .contains(&"rw".into())
+    );
     let b = r.booted.as_ref().unwrap();
     assert_eq!(b.composefs, Some(true));
     assert_eq!(b.composefs_verity, Some(false));
@@ -208,16 +276,42 @@ fn composefs_yes() {
     assert_eq!(r.modes, "755\n0\n");
     assert_eq!(r.lower_entries, "0", "cfsroot-lower is left empty");
     let dev = st.dev();
-    assert_eq!(r.volatile_root, format!("/dev/block/{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev)));
-    assert!(r.stderr.contains("Resolved OSTree target to: "), "{}", r.stderr);
-    assert!(r.stderr.contains("composefs: mounted successfully (verity=false)"), "{}", r.stderr);
-    assert!(r.stderr.contains("composefs: kernel features: new mount API: yes; EROFS: file-backed"), "{}", r.stderr);
+    assert_eq!(
+        r.volatile_root,
+        format!(
+            "/dev/block/{}:{}",
+            rustix::fs::major(dev),
+            rustix::fs::minor(dev)
+        )
+    );
+    assert!(
+        r.stderr.contains("Resolved OSTree target to: "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("composefs: mounted successfully (verity=false)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("composefs: kernel features: new mount API: yes; EROFS: file-backed"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn composefs_maybe_with_and_without_image() {
-    let Some((_g, sr)) = fixture(true) else { return };
-    let maybe = Setup { usr_conf: Some("[composefs]\nenabled=maybe"), ..Default::default() };
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let maybe = Setup {
+        usr_conf: Some("[composefs]\nenabled=maybe"),
+        ..Default::default()
+    };
     let r = run_both(&sr, &maybe);
     r.ok();
     assert_eq!(r.mount(&sr.path).unwrap().source, "composefs");
@@ -228,10 +322,17 @@ fn composefs_maybe_with_and_without_image() {
     sr.remove_cfs();
     let r = run_both(&sr, &maybe);
     r.ok();
-    assert!(r.stderr.contains("composefs: No image present"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("composefs: No image present"),
+        "{}",
+        r.stderr
+    );
     let root = r.mount(&sr.path).unwrap();
     assert_ne!(root.fstype, "overlay");
-    assert!(root.source.ends_with(&format!("{}]", sr.deploy_rel)), "{root:?}");
+    assert!(
+        root.source.ends_with(&format!("{}]", sr.deploy_rel)),
+        "{root:?}"
+    );
     let b = r.booted.unwrap();
     assert_eq!((b.composefs, b.composefs_verity), (None, None));
     assert_eq!(r.volatile_root, "", "no volatile-root without composefs");
@@ -239,15 +340,31 @@ fn composefs_maybe_with_and_without_image() {
 
 #[test]
 fn legacy_no_composefs() {
-    let Some((_g, sr)) = fixture(true) else { return };
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
     let r = run_both(&sr, &Setup::default());
     r.ok();
     let s = &sr.path;
-    assert!(r.mount(s).unwrap().source.ends_with(&format!("{}]", sr.deploy_rel)));
-    assert!(r.opts(&s.join("usr")).contains(&"ro".into()), "legacy /usr is a read-only bind");
-    assert!(r.mount(&s.join("etc")).is_none(), "/etc is left alone when nothing is read-only");
+    assert!(
+        r.mount(s)
+            .unwrap()
+            .source
+            .ends_with(&format!("{}]", sr.deploy_rel))
+    );
+    assert!(
+        r.opts(&s.join("usr")).contains(&"ro".into()),
+        "legacy /usr is a read-only bind"
+    );
+    assert!(
+        r.mount(&s.join("etc")).is_none(),
+        "/etc is left alone when nothing is read-only"
+    );
     assert!(r.opts(&s.join("sysroot")).contains(&"rw".into()));
-    assert!(r.mount(&s.join("sysroot/ostree/deploy/default/var")).is_none());
+    assert!(
+        r.mount(&s.join("sysroot/ostree/deploy/default/var"))
+            .is_none()
+    );
     let b = r.booted.unwrap();
     assert_eq!((b.composefs, b.sysroot_ro), (None, false));
     assert!(r.stderr.contains("Using legacy ostree bind mount for /"));
@@ -255,70 +372,161 @@ fn legacy_no_composefs() {
 
 #[test]
 fn sysroot_readonly_true_and_false() {
-    let Some((_g, sr)) = fixture(true) else { return };
-    let r = run_both(&sr, &Setup { usr_conf: Some("[sysroot]\nreadonly=true"), ..Default::default() });
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some("[sysroot]\nreadonly=true"),
+            ..Default::default()
+        },
+    );
     r.ok();
     let s = &sr.path;
     assert!(r.opts(&s.join("sysroot")).contains(&"ro".into()));
-    assert!(r.opts(&s.join("etc")).contains(&"rw".into()), "/etc bound writable under a read-only sysroot");
-    assert!(r.opts(&s.join("sysroot/ostree/deploy/default/var")).contains(&"rw".into()));
+    assert!(
+        r.opts(&s.join("etc")).contains(&"rw".into()),
+        "/etc bound writable under a read-only sysroot"
+    );
+    assert!(
+        r.opts(&s.join("sysroot/ostree/deploy/default/var"))
+            .contains(&"rw".into())
+    );
     assert!(r.booted.unwrap().sysroot_ro);
 
-    let r = run_both(&sr, &Setup { usr_conf: Some(&format!("{YES}\n[sysroot]\nreadonly=false")), ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(&format!("{YES}\n[sysroot]\nreadonly=false")),
+            ..Default::default()
+        },
+    );
     r.ok();
     assert_eq!(r.mount(s).unwrap().source, "composefs");
     assert!(r.opts(&s.join("sysroot")).contains(&"rw".into()));
-    assert!(r.mount(&s.join("sysroot/ostree/deploy/default/var")).is_none());
+    assert!(
+        r.mount(&s.join("sysroot/ostree/deploy/default/var"))
+            .is_none()
+    );
     assert!(!r.booted.unwrap().sysroot_ro);
 }
 
 #[test]
 fn etc_transient() {
-    let Some((_g, sr)) = fixture(true) else { return };
-    let r = run_both(&sr, &Setup { usr_conf: Some(&format!("{YES}\n[etc]\ntransient=true")), ..Default::default() });
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(&format!("{YES}\n[etc]\ntransient=true")),
+            ..Default::default()
+        },
+    );
     r.ok();
     let etc = r.mount(&sr.path.join("etc")).unwrap();
     assert_eq!(etc.fstype, "overlay");
-    assert!(etc.options.contains("upperdir=/run/ostree/transient-etc."), "{etc:?}");
+    assert!(
+        etc.options.contains("upperdir=/run/ostree/transient-etc."),
+        "{etc:?}"
+    );
     let b = r.booted.unwrap();
     let t = b.transient_etc.unwrap();
-    assert!(t.starts_with("/run/ostree/transient-etc.") && t.len() == "/run/ostree/transient-etc.".len() + 6, "{t}");
+    assert!(
+        t.starts_with("/run/ostree/transient-etc.")
+            && t.len() == "/run/ostree/transient-etc.".len() + 6,
+        "{t}"
+    );
 }
 
 #[test]
 fn root_transient_and_transient_ro() {
-    let Some((_g, sr)) = fixture(true) else { return };
-    let r = run_both(&sr, &Setup { usr_conf: Some(&format!("{YES}\n[root]\ntransient=true")), ..Default::default() });
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(&format!("{YES}\n[root]\ntransient=true")),
+            ..Default::default()
+        },
+    );
     r.ok();
     let o = r.opts(&sr.path);
     assert!(o.contains(&"rw".into()), "{o:?}");
-    assert!(o.iter().any(|x| x == "upperdir=/run/ostree/.private/root/upper"), "{o:?}");
-    assert!(o.iter().any(|x| x == "workdir=/run/ostree/.private/root/work"), "{o:?}");
+    assert!(
+        o.iter()
+            .any(|x| x == "upperdir=/run/ostree/.private/root/upper"),
+        "{o:?}"
+    );
+    assert!(
+        o.iter()
+            .any(|x| x == "workdir=/run/ostree/.private/root/work"),
+        "{o:?}"
+    );
     let b = r.booted.unwrap();
     assert!(b.root_transient && !b.root_transient_ro);
 
-    let r = run_both(&sr, &Setup { usr_conf: Some(&format!("{YES}\n[root]\ntransient-ro=true")), ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(&format!("{YES}\n[root]\ntransient-ro=true")),
+            ..Default::default()
+        },
+    );
     r.ok();
     let o = r.opts(&sr.path);
-    assert!(o.contains(&"ro".into()) && o.iter().any(|x| x == "upperdir=/run/ostree/.private/root/upper"), "{o:?}");
+    assert!(
+        o.contains(&"ro".into())
+            && o.iter()
+                .any(|x| x == "upperdir=/run/ostree/.private/root/upper"),
+        "{o:?}"
+    );
     let b = r.booted.unwrap();
     assert!(b.root_transient && b.root_transient_ro);
 
     // Without composefs a transient root is refused.
-    let r = run_both(&sr, &Setup { usr_conf: Some("[root]\ntransient=true"), ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some("[root]\ntransient=true"),
+            ..Default::default()
+        },
+    );
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("Must enable composefs with root.transient"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Must enable composefs with root.transient"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn karg_overrides_config_both_ways() {
-    let Some((_g, sr)) = fixture(true) else { return };
-    let r = run_both(&sr, &Setup { usr_conf: Some(YES), kargs: "ostree.prepare-root.composefs=0", ..Default::default() });
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(YES),
+            kargs: "ostree.prepare-root.composefs=0",
+            ..Default::default()
+        },
+    );
     r.ok();
     assert_ne!(r.mount(&sr.path).unwrap().fstype, "overlay");
     assert_eq!(r.booted.unwrap().composefs, None);
 
-    let r = run_both(&sr, &Setup { kargs: "ostree.prepare-root.composefs=1", ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            kargs: "ostree.prepare-root.composefs=1",
+            ..Default::default()
+        },
+    );
     r.ok();
     assert_eq!(r.mount(&sr.path).unwrap().source, "composefs");
     assert_eq!(r.booted.unwrap().composefs, Some(true));
@@ -327,41 +535,91 @@ fn karg_overrides_config_both_ways() {
 /// ostree's tests-unit-container/test-prepare-root.sh, on our sysroot.
 #[test]
 fn upstream_test_prepare_root_sh() {
-    let Some((_g, sr)) = fixture(false) else { return };
+    let Some((_g, sr)) = fixture(false) else {
+        return;
+    };
     let s = &sr.path;
     let base = "ostree.prepare-root.composefs=0";
     // 1. The image's config has readonly=true.
     let conf = "[sysroot]\nreadonly = true";
-    let r = run_both(&sr, &Setup { usr_conf: Some(conf), kargs: base, ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(conf),
+            kargs: base,
+            ..Default::default()
+        },
+    );
     r.ok();
     assert!(r.booted.is_some());
     assert!(r.mount(&s.join("etc")).is_some() && r.mount(&s.join("usr")).is_some());
-    assert!(!r.mount(&s.join("etc")).unwrap().options.contains("upperdir=/run/ostree/transient-etc"));
+    assert!(
+        !r.mount(&s.join("etc"))
+            .unwrap()
+            .options
+            .contains("upperdir=/run/ostree/transient-etc")
+    );
     assert!(r.mount(&s.join("boot")).is_none());
     assert!(r.opts(&s.join("sysroot")).contains(&"ro".into()));
     // 2. No prepare-root.conf.
-    let r = run_both(&sr, &Setup { kargs: base, ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            kargs: base,
+            ..Default::default()
+        },
+    );
     r.ok();
     assert!(r.opts(&s.join("sysroot")).contains(&"rw".into()));
     // 3. etc.transient appended.
     let conf3 = format!("{conf}\n[etc]\ntransient = true");
-    let r = run_both(&sr, &Setup { usr_conf: Some(&conf3), kargs: base, ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(&conf3),
+            kargs: base,
+            ..Default::default()
+        },
+    );
     r.ok();
-    assert!(r.mount(&s.join("etc")).unwrap().options.contains("upperdir=/run/ostree/transient-etc"));
+    assert!(
+        r.mount(&s.join("etc"))
+            .unwrap()
+            .options
+            .contains("upperdir=/run/ostree/transient-etc")
+    );
     // 4. boot/loader is a symlink (it is, ostree admin deploy made it): /boot still not mounted.
-    assert!(fs::symlink_metadata(s.join("boot/loader")).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(s.join("boot/loader"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert!(r.mount(&s.join("boot")).is_none());
 }
 
 #[test]
 fn failure_missing_image_with_yes() {
-    let Some((_g, sr)) = fixture(false) else { return };
+    let Some((_g, sr)) = fixture(false) else {
+        return;
+    };
     for mode in ["yes", "verity", "signed"] {
         let key = Some(sr.public_b64.clone());
-        let r = run_both(&sr, &Setup { usr_conf: Some(&format!("[composefs]\nenabled={mode}")), key, ..Default::default() });
+        let r = run_both(
+            &sr,
+            &Setup {
+                usr_conf: Some(&format!("[composefs]\nenabled={mode}")),
+                key,
+                ..Default::default()
+            },
+        );
         assert_eq!(r.code, 1, "{mode}");
         if mode != "signed" {
-            assert!(r.stderr.contains(".ostree.cfs not found"), "{mode}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(".ostree.cfs not found"),
+                "{mode}: {}",
+                r.stderr
+            );
         }
         assert!(r.booted.is_none(), "nothing written on failure");
     }
@@ -369,23 +627,62 @@ fn failure_missing_image_with_yes() {
 
 #[test]
 fn failure_bad_config() {
-    let Some((_g, sr)) = fixture(true) else { return };
-    let r = run_both(&sr, &Setup { usr_conf: Some("[composefs]\nenabled=bogus"), ..Default::default() });
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some("[composefs]\nenabled=bogus"),
+            ..Default::default()
+        },
+    );
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("prepare-root.conf") && r.stderr.contains("enabled"), "{}", r.stderr);
-    let r = run_both(&sr, &Setup { etc_conf: Some("[sysroot]\nreadonly=yes"), ..Default::default() });
+    assert!(
+        r.stderr.contains("prepare-root.conf") && r.stderr.contains("enabled"),
+        "{}",
+        r.stderr
+    );
+    let r = run_both(
+        &sr,
+        &Setup {
+            etc_conf: Some("[sysroot]\nreadonly=yes"),
+            ..Default::default()
+        },
+    );
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("/etc/ostree/prepare-root.conf") && r.stderr.contains("readonly"), "{}", r.stderr);
-    assert!(r.mounts.iter().all(|m| m.target != sr.path.join("sysroot").to_string_lossy()));
+    assert!(
+        r.stderr.contains("/etc/ostree/prepare-root.conf") && r.stderr.contains("readonly"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.mounts
+            .iter()
+            .all(|m| m.target != sr.path.join("sysroot").to_string_lossy())
+    );
 }
 
 #[test]
 fn failure_target_escaping_the_sysroot() {
-    let Some((_g, sr)) = fixture(true) else { return };
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
     std::os::unix::fs::symlink("/etc", sr.path.join("ostree/evil")).unwrap();
     std::os::unix::fs::symlink("../../../../../../etc", sr.path.join("ostree/evil2")).unwrap();
-    for t in ["/ostree/evil", "/ostree/evil2", "/../../etc", "/ostree/nonexistent"] {
-        let r = run_both(&sr, &Setup { target: Some(t), ..Default::default() });
+    for t in [
+        "/ostree/evil",
+        "/ostree/evil2",
+        "/../../etc",
+        "/ostree/nonexistent",
+    ] {
+        let r = run_both(
+            &sr,
+            &Setup {
+                target: Some(t),
+                ..Default::default()
+            },
+        );
         assert_eq!(r.code, 1, "{t}: {}", r.stderr);
         assert!(!r.stderr.is_empty());
         assert!(r.booted.is_none());
@@ -393,48 +690,83 @@ fn failure_target_escaping_the_sysroot() {
 }
 
 fn signed_setup(key: Option<String>) -> Setup<'static> {
-    Setup { usr_conf: Some("[composefs]\nenabled=signed"), key, ..Default::default() }
+    Setup {
+        usr_conf: Some("[composefs]\nenabled=signed"),
+        key,
+        ..Default::default()
+    }
 }
 
 #[test]
 fn failure_missing_key_file() {
-    let Some((_g, sr)) = fixture(true) else { return };
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
     sr.sign(&sr.secret_b64);
     let r = run_both(&sr, &signed_setup(None));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("Reading public key file '/etc/ostree/initramfs-root-binding.key'"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Reading public key file '/etc/ostree/initramfs-root-binding.key'"),
+        "{}",
+        r.stderr
+    );
     // composefs=signed on the command line with a config that is not signed: clean error.
-    let r = run_both(&sr, &Setup { kargs: "ostree.prepare-root.composefs=signed", ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            kargs: "ostree.prepare-root.composefs=signed",
+            ..Default::default()
+        },
+    );
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("public key file"), "{}", r.stderr);
 }
 
 #[test]
 fn failure_unsigned_commit_in_signed_mode() {
-    let Some((_g, sr)) = fixture(true) else { return };
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
     let r = run_both(&sr, &signed_setup(Some(sr.public_b64.clone())));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("No commitmeta for deploy"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("No commitmeta for deploy"),
+        "{}",
+        r.stderr
+    );
     assert!(r.mount(&sr.path).is_none_or(|m| m.source != "composefs"));
 }
 
 #[test]
 fn failure_signature_by_another_key() {
-    let Some((_g, sr)) = fixture(true) else { return };
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
     let (other_secret, _) = sr.other_key();
     sr.sign(&other_secret);
     let r = run_both(&sr, &signed_setup(Some(sr.public_b64.clone())));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("No valid (of 1) signatures found"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("No valid (of 1) signatures found"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn signed_commit_without_digest_is_refused() {
-    let Some((_g, sr)) = fixture(true) else { return };
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
     sr.sign(&sr.secret_b64);
     let r = run_both(&sr, &signed_setup(Some(sr.public_b64.clone())));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("no valid digest in commit"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no valid digest in commit"),
+        "{}",
+        r.stderr
+    );
 }
 
 /// A good signature over a commit with a digest: everything passes up to the kernel's
@@ -446,19 +778,48 @@ fn signed_digest_check_reaches_the_ioctl() {
         return;
     }
     let _g = common::serial();
-    let digest = (0..32).map(|i| format!("0x{:02x}", i + 1)).collect::<Vec<_>>().join(", ");
+    let digest = (0..32)
+        .map(|i| format!("0x{:02x}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sr = Sysroot::build(&[&format!("ostree.composefs.digest.v0=[byte {digest}]")]);
     sr.write_cfs();
     sr.sign(&sr.secret_b64);
     let r = run_both(&sr, &signed_setup(Some(sr.public_b64.clone())));
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("Validated commit signature using '/etc/ostree/initramfs-root-binding.key'"), "{}", r.stderr);
-    assert!(r.stderr.contains("Verifying digest: 0102030405"), "{}", r.stderr);
-    assert!(r.stderr.contains("fsverity not enabled on composefs image"), "{}", r.stderr);
-    assert!(r.mount(&sr.path).is_none_or(|m| m.source != "composefs"), "never falls back to an unverified root");
+    assert!(
+        r.stderr
+            .contains("Validated commit signature using '/etc/ostree/initramfs-root-binding.key'"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("Verifying digest: 0102030405"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("fsverity not enabled on composefs image"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.mount(&sr.path).is_none_or(|m| m.source != "composefs"),
+        "never falls back to an unverified root"
+    );
 
     // verity mode: verity is required of the image and the objects.
-    let r = run_both(&sr, &Setup { usr_conf: Some("[composefs]\nenabled=verity"), ..Default::default() });
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some("[composefs]\nenabled=verity"),
+            ..Default::default()
+        },
+    );
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("fsverity not enabled on composefs image"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("fsverity not enabled on composefs image"),
+        "{}",
+        r.stderr
+    );
 }

@@ -207,7 +207,11 @@ impl Sysroot {
         let repo = Repo::open(&self.repo).unwrap();
         let csum = parse_checksum(&self.commit).unwrap();
         let (bytes, _) = repo.load_commit(&csum).unwrap();
-        let mut meta = repo.load_commitmeta(&csum).unwrap().map(|(_, m)| m).unwrap_or_default();
+        let mut meta = repo
+            .load_commitmeta(&csum)
+            .unwrap()
+            .map(|(_, m)| m)
+            .unwrap_or_default();
         sign::add_signature(&mut meta, &sk.sign(&bytes));
         repo.write_commitmeta(&csum, &meta).unwrap();
     }
