@@ -86,6 +86,14 @@ pub fn mkdir_exact_mode(dir: &Path, mode: u32) -> Result<()> {
 /// another initrd unit for the `initramfs-mount-var` marker) is accepted, and the modes
 /// are enforced.
 pub fn create_run_dirs(run: &Path) -> Result<()> {
+    refuse_second_run(run)?;
+    mkdir_exact_mode(&run.join("ostree"), 0o755)?;
+    mkdir_exact_mode(&run.join("ostree/.private"), 0)
+}
+
+/// Fails when `/run/ostree-booted` exists: prepare-root already ran in this boot (SYSROOT
+/// is then the deployment's root, and running again would stack a second root on it).
+pub fn refuse_second_run(run: &Path) -> Result<()> {
     let booted = run.join("ostree-booted");
     if booted.symlink_metadata().is_ok() {
         return Err(StepError {
@@ -96,8 +104,7 @@ pub fn create_run_dirs(run: &Path) -> Result<()> {
             source: std::io::Error::from_raw_os_error(Errno::EXIST.raw_os_error()),
         });
     }
-    mkdir_exact_mode(&run.join("ostree"), 0o755)?;
-    mkdir_exact_mode(&run.join("ostree/.private"), 0)
+    Ok(())
 }
 
 /// Bind-mounts `src` onto `dst` (not recursive, like ostree's `MS_BIND`).

@@ -145,6 +145,7 @@ fn journal_resolved(deploy_path: &Path, root: &Path) {
 /// The whole initrd run.
 pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<(), Error> {
     let run_dir = Path::new("/run");
+    exec::refuse_second_run(run_dir)?;
     let inp = gather(Path::new("/"), sysroot, cmdline, None)?;
     let rc = &inp.rc;
     let root = &inp.root;

@@ -823,3 +823,162 @@ fn signed_digest_check_reaches_the_ioctl() {
         r.stderr
     );
 }
+
+#[test]
+fn usr_hotfix_overlay() {
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    for d in [".usr-ovl-upper", ".usr-ovl-work"] {
+        fs::create_dir(sr.deploy.join(d)).unwrap();
+    }
+    fs::create_dir_all(sr.deploy.join(".usr-ovl-upper/bin")).unwrap();
+    fs::write(sr.deploy.join(".usr-ovl-upper/bin/hotfix"), b"x").unwrap();
+    for conf in [None, Some(YES)] {
+        let r = run_both(
+            &sr,
+            &Setup {
+                usr_conf: conf,
+                ..Default::default()
+            },
+        );
+        r.ok();
+        let usr = r
+            .mount(&sr.path.join("usr"))
+            .unwrap_or_else(|| panic!("{conf:?}: no /usr mount"));
+        assert_eq!(usr.fstype, "overlay", "{conf:?}");
+        assert!(
+            usr.options
+                .contains(&format!("upperdir={}/.usr-ovl-upper", sr.deploy.display())),
+            "{usr:?}"
+        );
+        assert!(
+            r.stderr.contains("Using /usr hotfix overlay"),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn maybe_never_falls_back_when_verity_is_required() {
+    let Some((_g, sr)) = fixture(false) else {
+        return;
+    };
+    // The file asks for verity; the karg says maybe. Without an image this must not boot
+    // an unverified bind mount.
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some("[composefs]\nenabled=verity"),
+            kargs: "ostree.prepare-root.composefs=maybe",
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(".ostree.cfs not found"), "{}", r.stderr);
+    assert!(
+        r.mount(&sr.path)
+            .is_none_or(|m| !m.source.contains(&sr.deploy_rel))
+    );
+}
+
+#[test]
+fn a_second_run_in_the_same_boot_is_refused() {
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let out = tempfile::tempdir_in("/var/tmp").unwrap();
+    let bin = common::prepare_root_bin();
+    let script = format!(
+        "{bin} {s} 'ostree={k}' 2>/dev/null; {bin} {s} 'ostree={k}' 2> {o}/err; echo $? > {o}/rc",
+        s = sr.path.display(),
+        k = sr.karg,
+        o = out.path().display()
+    );
+    let ns = common::in_namespace(&sr.path, "", &script);
+    assert!(ns.status.success(), "{}", common::stderr(&ns));
+    assert_eq!(
+        fs::read_to_string(out.path().join("rc")).unwrap().trim(),
+        "1"
+    );
+    let err = fs::read_to_string(out.path().join("err")).unwrap();
+    assert!(err.contains("already ran in this boot"), "{err}");
+}
+
+#[test]
+fn usage_errors() {
+    let o = Command::new(common::prepare_root_bin()).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(common::stderr(&o).contains("usage: ostree-prepare-root SYSROOT [KERNEL_CMDLINE]"));
+    let o = Command::new(common::prepare_root_bin())
+        .args(["/nonexistent", "ostree=/x"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stderr(&o).contains("realpath(\"/nonexistent\")"),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = Command::new(common::prepare_root_bin())
+        .args(["--check", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(common::stderr(&o).contains("unknown option --bogus"));
+}
+
+#[test]
+fn check_names_a_deployment_and_reports_verity_it_cannot_confirm() {
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let root = tempfile::tempdir_in("/var/tmp").unwrap();
+    let conf = root.path().join("usr/lib/ostree");
+    fs::create_dir_all(&conf).unwrap();
+    let check = |conf_text: &str, dep: &str| {
+        fs::write(conf.join("prepare-root.conf"), conf_text).unwrap();
+        let mut cmd = Command::new(common::prepare_root_bin());
+        cmd.arg("--check")
+            .arg("--sysroot")
+            .arg(&sr.path)
+            .arg("--config-root")
+            .arg(root.path());
+        cmd.args(["--cmdline", "quiet"]);
+        if !dep.is_empty() {
+            cmd.arg(dep);
+        }
+        let o = cmd.output().unwrap();
+        (o.status.code(), common::stdout(&o), common::stderr(&o))
+    };
+    // By directory, relative to the sysroot and absolute; by boot link.
+    for dep in [
+        sr.deploy_rel.clone(),
+        sr.deploy.display().to_string(),
+        sr.karg.clone(),
+    ] {
+        let (code, out, err) = check("[composefs]\nenabled=yes\n", &dep);
+        assert_eq!(code, Some(0), "{dep}: {out}{err}");
+        assert!(out.contains("would boot: yes"), "{out}");
+        assert!(
+            out.contains(&format!("ok: deployment {}", sr.deploy.display())),
+            "{out}"
+        );
+    }
+    let (code, out, err) = check("[composefs]\nenabled=verity\n", &sr.deploy_rel);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("would boot: no"), "{out}");
+    assert!(
+        err.contains("fsverity not enabled on composefs image") && err.contains("cannot confirm"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fs-verity is required but not enabled on object"),
+        "{err}"
+    );
+    // Without a deployment and without ostree= on the command line.
+    let (code, _, err) = check("", "");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("No ostree target found"), "{err}");
+}
