@@ -8,9 +8,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use ostree_boot::cmdline::Cmdline;
-use ostree_boot::config::ComposefsMode;
 use ostree_boot::deployment::{DeployName, ResolvedDeployment};
 use ostree_boot::fsverity::ioctl::{self as verity, VerityError};
+use ostree_boot::plan::{self, ExpectedDigest, Step};
 
 use crate::composefs_mount::{self, CfsMountError};
 use crate::run::{self, Inputs};
@@ -114,46 +114,115 @@ pub fn check(args: &CheckArgs) -> Report {
     };
     let rc = &inp.rc;
     r.ok(format!(
-        "configuration: composefs.enabled={} (verity {}, signed {}), sysroot.readonly={}, etc.transient={}, root.transient={}, root.transient-ro={}",
+        "configuration: composefs.enabled={} (verity {}, signed {}), etc.transient={}, root.transient={}, root.transient-ro={}",
         rc.composefs,
         if rc.require_verity { "required" } else { "not required" },
         rc.is_signed,
-        inp.sysroot_readonly,
         rc.etc_transient,
         rc.root_transient,
         rc.root_transient_ro
     ));
     r.ok(format!("deployment {}", inp.deploy_path.display()));
-
-    if rc.composefs == ComposefsMode::No {
-        check_legacy(&inp, &mut r);
-        return r;
-    }
-    let image = inp.deploy_path.join(".ostree.cfs");
-    let file = match std::fs::File::open(&image) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if rc.composefs == ComposefsMode::Maybe && !rc.require_verity {
-                r.ok(format!(
-                    "no composefs image {}: composefs=maybe boots with the legacy bind mount",
-                    image.display()
-                ));
-                check_legacy(&inp, &mut r);
-            } else {
-                r.fail(format!(
-                    "composefs image {} not found (composefs.enabled={}: an image is required)",
-                    image.display(),
-                    rc.composefs
-                ));
-            }
-            return r;
-        }
+    let plan = match plan::plan(rc, &inp.deployment, &inp.root, &inp.facts) {
+        Ok(p) => p,
         Err(e) => {
-            r.fail(format!("opening composefs image {}: {e}", image.display()));
+            r.fail(e.to_string());
             return r;
         }
     };
-    match composefs_mount::read_header(&file, &image) {
+    r.ok(format!(
+        "root: {}, sysroot {}",
+        if plan.using_composefs {
+            "composefs"
+        } else {
+            "legacy bind mount of the deployment"
+        },
+        if plan.sysroot_readonly {
+            "read-only"
+        } else {
+            "read-write"
+        }
+    ));
+
+    let mut verified = None;
+    for step in &plan.steps {
+        match step {
+            Step::VerifyCommit {
+                repo,
+                checksum,
+                keypath,
+            } => {
+                match verify::load_keys(&args.config_root, keypath)
+                    .and_then(|keys| verify::verify_commit(repo, checksum, &keys, keypath))
+                {
+                    Ok(v) => {
+                        r.ok(format!(
+                            "commit {} signed by key {} of '{}'{}; expected image digest {}",
+                            v.commit,
+                            v.key_index + 1,
+                            v.keypath.display(),
+                            if v.used_base {
+                                " (bootc base commit)"
+                            } else {
+                                ""
+                            },
+                            hex::encode(v.digest)
+                        ));
+                        verified = Some(v.digest);
+                    }
+                    Err(e) => r.fail(e.to_string()),
+                }
+            }
+            Step::MountComposefs {
+                image,
+                require_verity,
+                expected_digest,
+                ..
+            } => {
+                check_image(
+                    &inp,
+                    image,
+                    *require_verity,
+                    expected_digest,
+                    verified.as_ref(),
+                    &mut r,
+                );
+            }
+            Step::BindDeployment { source, .. } => {
+                for d in ["usr", "etc"] {
+                    if !source.join(d).is_dir() {
+                        r.fail(format!("{} has no {d} directory", source.display()));
+                    }
+                }
+            }
+            Step::EtcBind { source, .. } if !source.is_dir() => {
+                r.fail(format!("{} is not a directory", source.display()));
+            }
+            Step::UsrHotfixOverlay { upper, .. } => {
+                r.ok(format!("/usr hotfix overlay from {}", upper.display()))
+            }
+            _ => {}
+        }
+    }
+    r
+}
+
+fn check_image(
+    inp: &Inputs,
+    image: &Path,
+    require_verity: bool,
+    expected: &ExpectedDigest,
+    verified: Option<&[u8; 32]>,
+    r: &mut Report,
+) {
+    let file = match std::fs::File::open(image) {
+        Ok(f) => f,
+        Err(e) => {
+            r.fail(format!("opening composefs image {}: {e}", image.display()));
+            return;
+        }
+    };
+    match composefs_mount::read_header(&file, image) {
         Ok(h) => r.ok(format!(
             "composefs image {} (format {}, acl {})",
             image.display(),
@@ -162,70 +231,25 @@ pub fn check(args: &CheckArgs) -> Report {
         )),
         Err(e) => r.fail(e.to_string()),
     }
-
-    let mut expected = None;
-    if rc.is_signed {
-        match verify::load_keys(&args.config_root, &rc.keypath).and_then(|keys| {
-            verify::verify_deployment(
-                &inp.root,
-                &inp.deployment.name.to_string(),
-                &keys,
-                &rc.keypath,
-            )
-        }) {
-            Ok(v) => {
-                r.ok(format!(
-                    "commit {} signed by key {} of '{}'{}; expected image digest {}",
-                    v.commit,
-                    v.key_index + 1,
-                    v.keypath.display(),
-                    if v.used_base {
-                        " (bootc base commit)"
-                    } else {
-                        ""
-                    },
-                    hex::encode(v.digest)
-                ));
-                expected = Some(v.digest);
-            }
-            Err(e) => r.fail(e.to_string()),
-        }
-    }
-
-    if rc.require_verity || expected.is_some() {
-        match composefs_mount::check_image_verity(&file, &image, expected.as_ref(), true) {
-            Ok(Some(d)) => r.ok(format!("fs-verity digest of the image: {}", hex::encode(d))),
-            Ok(None) => {}
-            Err(e @ CfsMountError::NoVerity { .. }) => {
-                r.fail(format!("{e}: cannot confirm the image would mount"))
-            }
-            Err(e) => r.fail(e.to_string()),
-        }
-        check_objects(&inp, &mut r);
-    } else if rc.is_signed {
-        // Signature failed above; nothing to compare the image with.
-    }
-    if rc.root_transient && !rc.composefs.is_required() && rc.composefs != ComposefsMode::Maybe {
-        r.fail("Must enable composefs with root.transient");
-    }
-    r
-}
-
-fn check_legacy(inp: &Inputs, r: &mut Report) {
-    if inp.rc.root_transient {
-        r.fail("Must enable composefs with root.transient (the root would be a legacy bind mount)");
+    // Signed: without a verified commit there is no digest to compare; the signature
+    // failure is reported already, and verity is still required.
+    let expected = match expected {
+        ExpectedDigest::FromVerifiedCommit => verified,
+        ExpectedDigest::None => None,
+    };
+    if !require_verity && expected.is_none() {
         return;
     }
-    for d in ["usr", "etc"] {
-        if !inp.deploy_path.join(d).is_dir() {
-            r.fail(format!(
-                "{} has no {d} directory",
-                inp.deploy_path.display()
-            ));
+    match composefs_mount::check_image_verity(&file, image, expected, true) {
+        Ok(Some(d)) => r.ok(format!("fs-verity digest of the image: {}", hex::encode(d))),
+        Ok(None) => {}
+        Err(e @ CfsMountError::NoVerity { .. }) => {
+            r.fail(format!("{e}: cannot confirm the image would mount"))
         }
+        Err(e) => r.fail(e.to_string()),
     }
-    if r.would_boot() {
-        r.ok("legacy bind mount of the deployment as /");
+    if require_verity {
+        check_objects(inp, r);
     }
 }
 

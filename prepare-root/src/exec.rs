@@ -78,28 +78,40 @@ pub fn mkdir_exact_mode(dir: &Path, mode: u32) -> Result<()> {
         .map_err(|e| ioerr(format!("setting mode {mode:04o} on {}", d(dir)), e))
 }
 
-/// `/run/ostree` (0755) and `/run/ostree/.private` (0).
-///
-/// ostree fails when `/run/ostree` exists (EEXIST). We refuse only what that protects
-/// against, a second run in the same boot, recognised by an existing
-/// `/run/ostree-booted`; a pre-existing `/run/ostree` directory (for example made by
-/// another initrd unit for the `initramfs-mount-var` marker) is accepted, and the modes
-/// are enforced.
-pub fn create_run_dirs(run: &Path) -> Result<()> {
-    refuse_second_run(run)?;
-    mkdir_exact_mode(&run.join("ostree"), 0o755)?;
-    mkdir_exact_mode(&run.join("ostree/.private"), 0)
+/// `mkdir` as the plan's `Mkdir` step asks: exactly `mode` (umask does not apply), parents
+/// first (0755) when `parents`, an existing directory accepted (its mode kept) when
+/// `exist_ok`.
+pub fn mkdir(path: &Path, mode: u32, exist_ok: bool, parents: bool) -> Result<()> {
+    if parents
+        && let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        mkdir(parent, 0o755, true, true)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| ioerr(format!("setting mode {mode:04o} on {}", d(path)), e)),
+        Err(e) if exist_ok && e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {
+            Ok(())
+        }
+        Err(e) => Err(ioerr(format!("creating directory {}", d(path)), e)),
+    }
 }
 
-/// Fails when `/run/ostree-booted` exists: prepare-root already ran in this boot (SYSROOT
-/// is then the deployment's root, and running again would stack a second root on it).
-pub fn refuse_second_run(run: &Path) -> Result<()> {
-    let booted = run.join("ostree-booted");
+/// Fails when `booted` (`/run/ostree-booted`) exists: prepare-root already ran in this
+/// boot (SYSROOT is then the deployment's root, and running again would stack a second
+/// root on it).
+///
+/// ostree instead fails on an existing `/run/ostree` (EEXIST of its mkdir). We refuse
+/// only what that protects against, a second run; a `/run/ostree` made by someone else
+/// earlier in the initrd is accepted, with its mode (0755, and 0 for `.private`) enforced.
+pub fn refuse_second_run(booted: &Path) -> Result<()> {
     if booted.symlink_metadata().is_ok() {
         return Err(StepError {
             what: format!(
                 "{} already exists: ostree-prepare-root already ran in this boot",
-                d(&booted)
+                d(booted)
             ),
             source: std::io::Error::from_raw_os_error(Errno::EXIST.raw_os_error()),
         });
@@ -264,23 +276,26 @@ pub fn physical_root_device(root: &Path) -> Option<(u32, u32)> {
     (maj != 0).then_some((maj, min))
 }
 
-/// `/run/systemd/volatile-root -> /dev/block/MAJ:MIN`, so that systemd-gpt-auto-generator
-/// finds the ESP when / is an overlay. Not fatal (as in ostree): returns a warning.
-pub fn volatile_root_symlink(run: &Path, root: &Path) -> Option<String> {
+/// `link` (`/run/systemd/volatile-root`) `-> /dev/block/MAJ:MIN` of the physical root, so
+/// that systemd-gpt-auto-generator finds the ESP when / is an overlay. Not fatal (as in
+/// ostree): returns a warning instead.
+pub fn volatile_root_symlink(link: &Path, root: &Path) -> Option<String> {
     let Some((maj, min)) = physical_root_device(root) else {
         return Some(format!(
-            "no block device found for {}; not creating volatile-root",
-            d(root)
+            "no block device found for {}; not creating {}",
+            d(root),
+            d(link)
         ));
     };
-    if let Err(e) = mkdir_exist_ok(&run.join("systemd"), 0o755) {
+    if let Some(parent) = link.parent()
+        && let Err(e) = mkdir_exist_ok(parent, 0o755)
+    {
         return Some(e.to_string());
     }
-    let link = run.join("systemd/volatile-root");
-    match std::os::unix::fs::symlink(format!("/dev/block/{maj}:{min}"), &link) {
+    match std::os::unix::fs::symlink(format!("/dev/block/{maj}:{min}"), link) {
         Ok(()) => None,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
-        Err(e) => Some(format!("creating {}: {e}", d(&link))),
+        Err(e) => Some(format!("creating {}: {e}", d(link))),
     }
 }
 
@@ -339,30 +354,35 @@ mod tests {
     }
 
     #[test]
-    fn run_dirs_have_ostree_modes_and_refuse_a_second_run() {
+    fn mkdir_modes_parents_and_exist_ok() {
         let dir = tempfile::tempdir().unwrap();
-        create_run_dirs(dir.path()).unwrap();
-        assert_eq!(
-            fs::metadata(dir.path().join("ostree"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o7777,
-            0o755
+        let p = dir.path().join("a/b/private");
+        assert!(
+            mkdir(&p, 0, false, false).is_err(),
+            "no parents without `parents`"
         );
-        assert_eq!(
-            fs::metadata(dir.path().join("ostree/.private"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o7777,
-            0
+        mkdir(&p, 0, false, true).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&p), 0);
+        assert_eq!(mode(&dir.path().join("a/b")), 0o755);
+        let err = mkdir(&p, 0o700, false, false).unwrap_err().to_string();
+        assert!(
+            err.contains("creating directory") && err.contains("a/b/private"),
+            "{err}"
         );
-        // A pre-existing /run/ostree is fine...
-        create_run_dirs(dir.path()).unwrap();
-        // ...a previous run's /run/ostree-booted is not.
-        fs::write(dir.path().join("ostree-booted"), b"").unwrap();
-        let err = create_run_dirs(dir.path()).unwrap_err().to_string();
+        mkdir(&p, 0o700, true, false).unwrap();
+        assert_eq!(mode(&p), 0, "an existing directory keeps its mode");
+        mkdir_exact_mode(&p, 0o700).unwrap();
+        assert_eq!(mode(&p), 0o700);
+    }
+
+    #[test]
+    fn a_second_run_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let booted = dir.path().join("ostree-booted");
+        refuse_second_run(&booted).unwrap();
+        fs::write(&booted, b"").unwrap();
+        let err = refuse_second_run(&booted).unwrap_err().to_string();
         assert!(err.contains("already ran in this boot"), "{err}");
     }
 }

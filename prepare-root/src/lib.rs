@@ -10,7 +10,6 @@ pub mod verify;
 
 /// Logs `msg` with structured journal fields (`MESSAGE_ID`, …) where journald runs, and
 /// as a plain line elsewhere.
-pub fn journal(msg: &str, fields: &[(&str, String)]) {
-    log::info!("{msg}");
-    let _ = fields;
+pub fn journal(msg: &str, fields: &[(&str, &str)]) {
+    ostree_boot::logger::journal_send(msg, fields);
 }

@@ -32,7 +32,7 @@ pub enum VerifyError {
     },
     #[error("public key file '{path}': {source}")]
     Keys { path: PathBuf, source: SignError },
-    #[error("deployment {0}: the directory name does not start with a commit checksum")]
+    #[error("{0:?} is not a commit checksum (64 hex digits)")]
     BadDeployName(String),
     #[error("Error loading signatures from repo: {0}")]
     Repo(#[from] RepoError),
@@ -71,19 +71,17 @@ fn load(repo: &Repo, csum: &Checksum) -> Result<LoadedCommit, RepoError> {
     })
 }
 
-/// Checks the signature of the commit deployed at `deploy_name` (`<csum>.<serial>`) in
-/// the repository of `sysroot`, with ostree's commit selection and key loop.
-pub fn verify_deployment(
-    sysroot: &Path,
-    deploy_name: &str,
+/// Checks the signature of commit `checksum` (the deployment's) in the repository at
+/// `repo_path`, with ostree's commit selection (bootc base fallback) and key loop.
+pub fn verify_commit(
+    repo_path: &Path,
+    checksum: &str,
     keys: &[sign::PublicKey],
     keypath: &Path,
 ) -> Result<Verified, VerifyError> {
-    // ostree: the basename truncated at the first '.'.
-    let digest_str = deploy_name.split('.').next().unwrap_or("");
-    let csum = parse_checksum(digest_str)
-        .map_err(|_| VerifyError::BadDeployName(deploy_name.to_string()))?;
-    let repo = Repo::open(sysroot.join("ostree/repo"))?;
+    let csum =
+        parse_checksum(checksum).map_err(|_| VerifyError::BadDeployName(checksum.to_string()))?;
+    let repo = Repo::open(repo_path)?;
     let main = load(&repo, &csum)?;
     let main_meta = repo.load_commitmeta(&csum)?.map(|(_, m)| m);
 
@@ -103,7 +101,7 @@ pub fn verify_deployment(
         base_meta = repo.load_commitmeta(&b)?.map(|(_, m)| m);
     }
     let base = base_csum.map(|_| (base_commit.as_ref(), base_meta.as_ref()));
-    let deploy_path = format!("{}/{deploy_name}", sysroot.display());
+    let deploy_path = format!("{}: commit {checksum}", repo_path.display());
     let selected = sign::select_signed_commit(&main, main_meta.as_ref(), base, &deploy_path)
         .map_err(|source| VerifyError::Signature {
             commit: hex::encode(csum),

@@ -908,8 +908,9 @@ fn a_second_run_in_the_same_boot_is_refused() {
 
 #[test]
 fn usage_errors() {
+    // Usage errors exit 2, failures 1.
     let o = Command::new(common::prepare_root_bin()).output().unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(common::stderr(&o).contains("usage: ostree-prepare-root SYSROOT [KERNEL_CMDLINE]"));
     let o = Command::new(common::prepare_root_bin())
         .args(["/nonexistent", "ostree=/x"])
