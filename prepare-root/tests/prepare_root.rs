@@ -615,8 +615,10 @@ fn failure_missing_image_with_yes() {
         );
         assert_eq!(r.code, 1, "{mode}");
         if mode != "signed" {
+            let want = format!("composefs is required (composefs.enabled={mode}) but deployment");
+            assert!(r.stderr.contains(&want), "{mode}: {}", r.stderr);
             assert!(
-                r.stderr.contains(".ostree.cfs not found"),
+                r.stderr.contains("has no .ostree.cfs"),
                 "{mode}: {}",
                 r.stderr
             );
@@ -876,7 +878,7 @@ fn maybe_never_falls_back_when_verity_is_required() {
         },
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains(".ostree.cfs not found"), "{}", r.stderr);
+    assert!(r.stderr.contains("has no .ostree.cfs"), "{}", r.stderr);
     assert!(
         r.mount(&sr.path)
             .is_none_or(|m| !m.source.contains(&sr.deploy_rel))
@@ -926,8 +928,8 @@ fn usage_errors() {
         .args(["--check", "--bogus"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    assert!(common::stderr(&o).contains("unknown option --bogus"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("unknown argument '--bogus'"));
 }
 
 #[test]
