@@ -3,13 +3,14 @@
 //! prepare-root in.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+use ostree_boot::composefs::writer;
+use ostree_boot::ostree::checkout;
 use ostree_boot::ostree::objects::parse_checksum;
 use ostree_boot::ostree::repo::Repo;
 use ostree_boot::sign::{self, SecretKey};
@@ -225,42 +226,16 @@ impl Sysroot {
         self.deploy.join(".ostree.cfs")
     }
 
-    /// Writes `.ostree.cfs` for the deployment: the commit's tree with every non-empty
-    /// regular file redirected to its `xx/<checksum>.file` object (metacopy without a
-    /// digest, as `composefs=yes` images without verity are), `/etc` empty.
+    /// Writes `.ostree.cfs` for the deployment as `ostree admin deploy` does with
+    /// composefs: the commit's composefs tree (ostree's rules, fs-verity digests of every
+    /// object) through our libcomposefs-identical EROFS writer.
     pub fn write_cfs(&self) {
-        let objects = self.repo.join("objects");
-        let mut by_inode = HashMap::new();
-        for sub in fs::read_dir(&objects).unwrap() {
-            let sub = sub.unwrap().path();
-            for obj in fs::read_dir(&sub).unwrap() {
-                let obj = obj.unwrap().path();
-                if obj.extension().is_some_and(|e| e == "file") {
-                    let rel = obj
-                        .strip_prefix(&objects)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned();
-                    by_inode.insert(fs::symlink_metadata(&obj).unwrap().ino(), rel);
-                }
-            }
-        }
-        let meta = self.tmp.path().join("cfs-meta");
-        let _ = fs::remove_dir_all(&meta);
-        fs::create_dir(&meta).unwrap();
-        copy_meta(&self.deploy, &meta, &by_inode, true);
-        let image = self.cfs_path();
-        run(Command::new("mkfs.erofs")
-            .args(["--quiet", "-T0", "--all-root", "--chunksize=4096"])
-            .arg(&image)
-            .arg(&meta));
-        // mkfs.erofs leaves the first 1024 bytes zero: put libcomposefs's header there
-        // (magic, version 1, flags 0, composefs_version 1).
-        let mut bytes = fs::read(&image).unwrap();
-        bytes[0..4].copy_from_slice(&0xd078_629au32.to_le_bytes());
-        bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
-        bytes[12..16].copy_from_slice(&1u32.to_le_bytes());
-        fs::write(&image, bytes).unwrap();
+        let repo = Repo::open(&self.repo).unwrap();
+        let csum = parse_checksum(&self.commit).unwrap();
+        let tree =
+            checkout::commit_tree_with(&repo, &csum, checkout::Verity::Yes, &Digests).unwrap();
+        let image = writer::write_image(&tree, &writer::WriteOptions::default()).unwrap();
+        fs::write(self.cfs_path(), image).unwrap();
     }
 
     pub fn remove_cfs(&self) {
@@ -268,50 +243,15 @@ impl Sysroot {
     }
 }
 
-fn copy_meta(src: &Path, dst: &Path, objects: &HashMap<u64, String>, top: bool) {
-    for e in fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let name = e.file_name();
-        if top && (name == ".ostree.cfs" || name == ".usr-ovl-upper" || name == ".usr-ovl-work") {
-            continue;
-        }
-        let s = e.path();
-        let d = dst.join(&name);
-        let m = fs::symlink_metadata(&s).unwrap();
-        let ft = m.file_type();
-        if ft.is_dir() {
-            fs::create_dir(&d).unwrap();
-            fs::set_permissions(&d, fs::Permissions::from_mode(m.mode() & 0o7777)).unwrap();
-            // The image's /etc is empty: prepare-root mounts the deployment's /etc there.
-            if !(top && name == "etc") {
-                copy_meta(&s, &d, objects, false);
-            }
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(&s).unwrap(), &d).unwrap();
-        } else if ft.is_file() {
-            let f = fs::File::create(&d).unwrap();
-            if m.len() > 0 {
-                f.set_len(m.len()).unwrap();
-                let obj = objects
-                    .get(&m.ino())
-                    .unwrap_or_else(|| panic!("{} is not an object hardlink", s.display()));
-                rustix::fs::setxattr(
-                    &d,
-                    "trusted.overlay.redirect",
-                    format!("/{obj}").as_bytes(),
-                    rustix::fs::XattrFlags::empty(),
-                )
-                .unwrap();
-                rustix::fs::setxattr(
-                    &d,
-                    "trusted.overlay.metacopy",
-                    b"",
-                    rustix::fs::XattrFlags::empty(),
-                )
-                .unwrap();
-            }
-            fs::set_permissions(&d, fs::Permissions::from_mode(m.mode() & 0o7777)).unwrap();
-        }
+/// fs-verity digests for the image: the kernel's where a file has verity, else computed.
+struct Digests;
+
+impl checkout::DigestSource for Digests {
+    fn measure(&self, file: &fs::File) -> Option<[u8; 32]> {
+        ostree_boot::fsverity::ioctl::measure(file).ok().flatten()
+    }
+    fn digest_files(&self, paths: &[PathBuf]) -> Vec<std::io::Result<[u8; 32]>> {
+        ostree_boot::fsverity::digest::digest_files_parallel(paths)
     }
 }
 
