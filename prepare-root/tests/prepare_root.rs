@@ -985,3 +985,77 @@ fn check_names_a_deployment_and_reports_verity_it_cannot_confirm() {
     assert_eq!(code, Some(1));
     assert!(err.contains("No ostree target found"), "{err}");
 }
+
+/// The bootc fallback: the deployed commit has no detached metadata, its base does; the
+/// base's signature and digest are used. The digest here is the true one of the image
+/// (our writer over the same tree), so on a kernel with fs-verity (the VM tests) this
+/// boots; here it stops at the measurement.
+#[test]
+fn signed_bootc_base_commit_fallback() {
+    if !common::privileged() {
+        return;
+    }
+    let _g = common::serial();
+    // The image digest depends only on the tree: learn it from a first build.
+    let probe = Sysroot::build(&[]);
+    probe.write_cfs();
+    let digest = ostree_boot::fsverity::digest::digest(&fs::read(probe.cfs_path()).unwrap());
+    drop(probe);
+    let bytes = digest
+        .iter()
+        .map(|b| format!("0x{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sr = Sysroot::build_opts(
+        &[&format!("ostree.composefs.digest.v0=[byte {bytes}]")],
+        true,
+    );
+    sr.write_cfs();
+    assert_eq!(
+        ostree_boot::fsverity::digest::digest(&fs::read(sr.cfs_path()).unwrap()),
+        digest
+    );
+    let base = sr.base.clone().unwrap();
+    sr.sign_commit(&base, &sr.secret_b64);
+    let setup = signed_setup(Some(sr.public_b64.clone()));
+    let (code, text) = run_check(&sr, &setup);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("commit {base} signed by key 1")),
+        "{text}"
+    );
+    assert!(text.contains("(bootc base commit)"), "{text}");
+    assert!(
+        text.contains(&format!("expected image digest {}", hex::encode(digest))),
+        "{text}"
+    );
+    let r = run_both(&sr, &setup);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("Validating composefs using bootc base commit"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("Verifying digest: {}", hex::encode(digest))),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("fsverity not enabled on composefs image"),
+        "{}",
+        r.stderr
+    );
+
+    // Detached metadata on the child, even without signatures, wins over the base.
+    sr.sign_commit(&sr.commit, &sr.other_key().0);
+    let r = run_both(&sr, &setup);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("No valid (of 1) signatures found"),
+        "{}",
+        r.stderr
+    );
+}

@@ -64,6 +64,8 @@ pub struct Sysroot {
     /// Private key (base64 seed‖public, as `ostree sign` wants it) and public key (base64).
     pub secret_b64: String,
     pub public_b64: String,
+    /// The bootc base commit, when built with one.
+    pub base: Option<String>,
 }
 
 impl Drop for Sysroot {
@@ -84,6 +86,13 @@ impl Sysroot {
     /// `admin init-fs`, `admin os-init default`, a commit of a small tree with a kernel,
     /// `admin deploy`. `metadata` are extra `--add-metadata` arguments (GVariant text).
     pub fn build(metadata: &[&str]) -> Sysroot {
+        Self::build_opts(metadata, false)
+    }
+
+    /// With `bootc_base`, the deployed commit is a bootc-style child (metadata
+    /// `ostree.container.image-config`, same tree) of a base commit that carries
+    /// `metadata`; the base is [`Sysroot::base`].
+    pub fn build_opts(metadata: &[&str], bootc_base: bool) -> Sysroot {
         let tmp = tempfile::Builder::new()
             .prefix("prepare-root-test.")
             .tempdir_in("/var/tmp")
@@ -149,10 +158,21 @@ impl Sysroot {
         for m in metadata {
             c.arg(format!("--add-metadata={m}"));
         }
-        let commit = String::from_utf8(run(&mut c).stdout)
+        let mut commit = String::from_utf8(run(&mut c).stdout)
             .unwrap()
             .trim()
             .to_string();
+        let mut base = None;
+        if bootc_base {
+            let child = run(Command::new("ostree")
+                .arg(format!("--repo={}", src.display()))
+                .args(["commit", "-b", "os", "--tree=ref=os"])
+                .arg(format!("--parent={commit}"))
+                .arg("--add-metadata-string=ostree.container.image-config={}"))
+            .stdout;
+            base = Some(commit);
+            commit = String::from_utf8(child).unwrap().trim().to_string();
+        }
 
         let path = t.join("sysroot");
         fs::create_dir(&path).unwrap();
@@ -164,10 +184,19 @@ impl Sysroot {
         let repo = path.join("ostree/repo");
         run(Command::new("ostree")
             .arg(format!("--repo={}", repo.display()))
-            .arg("pull-local")
+            .args(["pull-local", "--depth=1"])
             .arg(&src)
             .arg("os"));
         run(Command::new("ostree").args(["admin", "deploy", &sr, "--os=default", "os"]));
+        if let Some(b) = &base {
+            // `admin deploy` pruned the parent: bring the base commit back, as a bootc
+            // host keeps it.
+            run(Command::new("ostree")
+                .arg(format!("--repo={}", repo.display()))
+                .arg("pull-local")
+                .arg(&src)
+                .arg(b));
+        }
 
         let deploy_rel = format!("ostree/deploy/default/deploy/{commit}.0");
         let deploy = path.join(&deploy_rel);
@@ -197,6 +226,7 @@ impl Sysroot {
             karg,
             secret_b64,
             public_b64,
+            base,
         }
     }
 
@@ -204,9 +234,14 @@ impl Sysroot {
     /// ed25519): a signature over the raw `.commit` bytes appended to the
     /// `ostree.sign.ed25519` array of its detached metadata.
     pub fn sign(&self, secret_b64: &str) {
+        self.sign_commit(&self.commit, secret_b64)
+    }
+
+    /// Signs `commit` (a checksum) in the sysroot's repository.
+    pub fn sign_commit(&self, commit: &str, secret_b64: &str) {
         let sk = SecretKey::from_base64(secret_b64).unwrap();
         let repo = Repo::open(&self.repo).unwrap();
-        let csum = parse_checksum(&self.commit).unwrap();
+        let csum = parse_checksum(commit).unwrap();
         let (bytes, _) = repo.load_commit(&csum).unwrap();
         let mut meta = repo
             .load_commitmeta(&csum)
