@@ -436,3 +436,53 @@ fn existing_unit_is_not_replaced() {
             .is_symlink()
     );
 }
+
+/// Without SYSTEMD_LOG_TARGET, records go to /dev/kmsg as `<PRI>name[pid]: msg`, not
+/// to stderr (generators must not use the journal). Needs root, as the whole suite.
+#[test]
+fn logs_to_kmsg() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut kmsg = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open("/dev/kmsg")
+        .expect("open /dev/kmsg (run the tests as root)");
+    // Only records written from now on.
+    rustix::fs::seek(&kmsg, rustix::fs::SeekFrom::End(0)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("OSTREE_GENERATOR_ROOT", work.path())
+        .env("SYSTEMD_IN_INITRD", "1")
+        .env("SYSTEMD_PROC_CMDLINE", "androidboot.slot_suffix=_z")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(child.status.code(), Some(1));
+    assert!(
+        child.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let mut records = String::new();
+    let mut buf = vec![0u8; 8192];
+    // One record per read; EAGAIN once drained, EPIPE when records were overwritten
+    // under us (the read position then moves on).
+    loop {
+        match kmsg.read(&mut buf) {
+            Ok(n) => records.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("reading /dev/kmsg: {e}"),
+        }
+    }
+    // kmsg records: "<level>,<seq>,<ts>,<flags>;<text>"; facility daemon (3) → 3*8+3 = 27.
+    let ours = records.lines().find(|l| {
+        l.contains("ostree-system-generator[") && l.contains("androidboot.slot_suffix invalid: _z")
+    });
+    let line = ours.unwrap_or_else(|| panic!("no record in /dev/kmsg:\n{records}"));
+    assert!(line.starts_with("27,"), "{line}");
+}
