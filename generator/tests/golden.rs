@@ -8,7 +8,8 @@
 //!   with the core's writer (`hex=…` writes raw bytes instead);
 //! * `expected/` the exact output tree: paths, contents, symlink targets;
 //! * `status`    optional exit status (default 0);
-//! * `stderr`    optional lines that must each appear in the generator's log.
+//! * `stderr`    optional lines that must each appear in the generator's log;
+//! * `stderr-absent` optional lines that must not appear in it.
 //!
 //! Every generated tree is then checked with `systemd-analyze verify` (see `verify`).
 //! `UPDATE_GOLDEN=1` rewrites `expected/` from the actual output, for review in git.
@@ -244,6 +245,13 @@ fn golden_cases() {
         if run.status != want_status {
             problems.push(format!("exit status {} (wanted {want_status})", run.status));
         }
+        if let Ok(unwanted) = fs::read_to_string(case.join("stderr-absent")) {
+            for line in unwanted.lines().filter(|l| !l.is_empty()) {
+                if run.stderr.contains(line) {
+                    problems.push(format!("log has {line:?}"));
+                }
+            }
+        }
         if let Ok(want) = fs::read_to_string(case.join("stderr")) {
             for line in want.lines().filter(|l| !l.is_empty()) {
                 if !run.stderr.contains(line) {
@@ -469,20 +477,30 @@ fn logs_to_kmsg() {
     );
     let mut records = String::new();
     let mut buf = vec![0u8; 8192];
-    // One record per read; EAGAIN once drained, EPIPE when records were overwritten
-    // under us (the read position then moves on).
-    loop {
-        match kmsg.read(&mut buf) {
-            Ok(n) => records.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("reading /dev/kmsg: {e}"),
-        }
-    }
-    // kmsg records: "<level>,<seq>,<ts>,<flags>;<text>"; facility daemon (3) → 3*8+3 = 27.
-    let ours = records.lines().find(|l| {
+    let wanted = |l: &&str| {
         l.contains("ostree-system-generator[") && l.contains("androidboot.slot_suffix invalid: _z")
-    });
-    let line = ours.unwrap_or_else(|| panic!("no record in /dev/kmsg:\n{records}"));
+    };
+    // Poll for up to 2 s: other tests flood kmsg with mount messages.
+    for _ in 0..100 {
+        // One record per read; EAGAIN once drained, EPIPE when records were overwritten
+        // under us (the read position then moves on).
+        loop {
+            match kmsg.read(&mut buf) {
+                Ok(n) => records.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("reading /dev/kmsg: {e}"),
+            }
+        }
+        if records.lines().any(|l| wanted(&l)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // kmsg records: "<prio>,<seq>,<ts>,<flags>;<text>"; daemon (3) and err (3): 3*8+3 = 27.
+    let line = records
+        .lines()
+        .find(wanted)
+        .unwrap_or_else(|| panic!("no record in /dev/kmsg:\n{records}"));
     assert!(line.starts_with("27,"), "{line}");
 }
