@@ -653,6 +653,34 @@ pub fn origin_refspec(text: &str) -> Option<String> {
     base
 }
 
+/// `[group] key` of a small GKeyFile such as an origin file (last assignment wins).
+pub fn keyfile_get(text: &str, group: &str, key: &str) -> Option<String> {
+    let mut in_group = false;
+    let mut found = None;
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.starts_with('#') || l.is_empty() {
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix('[') {
+            in_group = rest.trim_end().strip_suffix(']') == Some(group);
+            continue;
+        }
+        if in_group
+            && let Some((k, v)) = l.split_once('=')
+            && k.trim_end() == key
+        {
+            found = Some(v.trim().to_string());
+        }
+    }
+    found
+}
+
+/// A GKeyFile boolean (`true|false|1|0`); anything else or absent is false.
+pub fn keyfile_bool(text: &str, group: &str, key: &str) -> bool {
+    matches!(keyfile_get(text, group, key).as_deref(), Some("true" | "1"))
+}
+
 /// A kernel found in a deployment tree (`get_kernel_from_tree_usrlib_modules`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelLayout {

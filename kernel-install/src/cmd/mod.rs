@@ -1,0 +1,2 @@
+pub mod deploy;
+pub mod undeploy;
