@@ -11,12 +11,12 @@ use std::process::Command;
 use common::*;
 
 /// Two identical sysroots with one commit: `(tmp, ref, ours, tree)`.
-fn pair() -> Option<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+fn pair() -> Option<(Scratch, std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
     if !have_ostree() {
         eprintln!("skipped: no ostree CLI");
         return None;
     }
-    let t = tempfile::tempdir().unwrap();
+    let t = Scratch::new();
     let tree = t.path().join("tree");
     make_tree(&tree, "6.1.0-test", "a kernel\n");
     let a = t.path().join("ref");

@@ -12,6 +12,40 @@ use sha2::{Digest, Sha256};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ostree-composefs");
 
+/// A temp dir that can be removed although deployments in it are sealed (`chattr +i`).
+pub struct Scratch(pub tempfile::TempDir);
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch(tempfile::tempdir().unwrap())
+    }
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        unseal(self.0.path());
+    }
+}
+
+/// Clears the immutable flag on every deployment directory below `root`.
+pub fn unseal(root: &Path) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg("find \"$1\" -path '*/ostree/deploy/*/deploy/*' -prune -type d -exec chattr -i {} + 2>/dev/null")
+        .arg("sh")
+        .arg(root)
+        .status();
+}
+
+/// `rm -rf` of a sysroot with sealed deployments.
+pub fn remove_sysroot(root: &Path) {
+    unseal(root);
+    let _ = fs::remove_dir_all(root);
+}
+
 pub fn have_ostree() -> bool {
     Command::new("ostree").arg("--version").output().is_ok_and(|o| o.status.success())
 }
@@ -154,6 +188,17 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
             walk(root, &n, out);
         }
     }
+}
+
+/// [`snapshot`] without link counts, which change when another checkout shares objects.
+pub fn snapshot_content(root: &Path) -> BTreeMap<String, String> {
+    snapshot(root)
+        .into_iter()
+        .map(|(k, v)| {
+            let v = v.split(' ').filter(|w| !w.starts_with("nlink=")).collect::<Vec<_>>().join(" ");
+            (k, v)
+        })
+        .collect()
 }
 
 /// Asserts two snapshots are equal, listing every difference.
