@@ -9,6 +9,7 @@
 //! interrupted run are removed by the next one.
 
 pub mod boot;
+pub mod cfs;
 pub mod checkout;
 pub mod etc;
 pub mod fsutil;
@@ -398,6 +399,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             sysroot,
             opts,
             &repo,
+            &csum_b,
             &commit,
             &sr,
             &name,
@@ -487,6 +489,7 @@ fn stage(
     sysroot: &Path,
     opts: &DeployOptions,
     repo: &Repo,
+    csum: &ostree_boot::ostree::objects::Checksum,
     commit: &ostree_boot::ostree::objects::Commit,
     sr: &str,
     name: &str,
@@ -497,6 +500,9 @@ fn stage(
     let staging = srdir.join(STAGING_DIR).join(name);
     checkout::checkout(repo, commit, &staging).context("checking out the commit")?;
     checkpoint("checked-out")?;
+    let pol = cfs::policy(repo, &staging, commit.composefs_digest().is_some())?;
+    cfs::write(repo, csum, commit, &staging, &pol)?;
+    checkpoint("composefs-written")?;
     etc::prepare_etc(&staging)?;
     let mut etc_changes = None;
     if let Some(m) = merge {
