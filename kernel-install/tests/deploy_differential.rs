@@ -167,3 +167,71 @@ fn clear_errors() {
     assert!(deployment_dirs(&b).is_empty());
     assert!(fs::read_dir(b.join("ostree/deploy/testos/deploy")).map(|d| d.count()).unwrap_or(0) == 0);
 }
+
+/// Userspace digests only: this kernel's filesystems have no fs-verity.
+struct Userspace;
+impl ostree_boot::ostree::checkout::DigestSource for Userspace {
+    fn measure(&self, _: &fs::File) -> Option<[u8; 32]> {
+        None
+    }
+    fn digest_files(&self, paths: &[std::path::PathBuf]) -> Vec<std::io::Result<[u8; 32]>> {
+        paths.iter().map(ostree_boot::fsverity::digest::digest_file).collect()
+    }
+}
+
+/// Re-commits `testos/stable` with `ostree.composefs.digest.v0` = `digest` (or the
+/// right one) as `ostree commit --generate-composefs-metadata` would.
+fn commit_with_digest(sysroot: &Path, digest: Option<[u8; 32]>) -> [u8; 32] {
+    use ostree_boot::ostree::{checkout, objects, repo::Repo};
+    let repo = Repo::open(sysroot.join("ostree/repo")).unwrap();
+    let c = repo.resolve_rev("testos/stable").unwrap();
+    let (_, mut commit) = repo.load_commit(&c).unwrap();
+    let tree = checkout::commit_tree_with(&repo, &c, checkout::Verity::Yes, &Userspace).unwrap();
+    let image = ostree_boot::composefs::writer::write_image(&tree, &Default::default()).unwrap();
+    let d = digest.unwrap_or_else(|| ostree_boot::fsverity::digest::digest(&image));
+    commit.metadata.insert(objects::COMPOSEFS_DIGEST_KEY, objects::Value::bytes(&d));
+    commit.parent = Some(c);
+    let n = repo.write_commit(&commit).unwrap();
+    repo.set_ref("testos/stable", &n).unwrap();
+    d
+}
+
+#[test]
+fn composefs_image_matches_commit_digest() {
+    let Some((_t, _a, b, _)) = pair() else { return };
+    let want = commit_with_digest(&b, None);
+    ours(&b, &["--stateroot", "testos", "testos/stable"]);
+    let img = deployment_dirs(&b)[0].join(".ostree.cfs");
+    assert_eq!(ostree_boot::fsverity::digest::digest_file(&img).unwrap(), want);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&img).unwrap().permissions()) & 0o7777,
+        0o644
+    );
+    status(&b);
+
+    // A commit whose recorded digest is not its image's is refused, and nothing of it stays.
+    commit_with_digest(&b, Some([7u8; 32]));
+    let o = Command::new(BIN).args(["deploy", "--sysroot"]).arg(&b).arg("testos/stable").output().unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("doesn't match expected digest"), "{e}");
+    assert_eq!(deployment_dirs(&b).len(), 1);
+    assert_eq!(fs::read_dir(b.join("ostree/deploy/testos/deploy")).unwrap().count(), 2);
+    assert!(!b.join("ostree/deploy/testos/.staging").exists());
+}
+
+#[test]
+fn verity_required_but_unsupported_is_a_clear_error() {
+    let Some((_t, _a, b, tree)) = pair() else { return };
+    write(&tree.join("usr/lib/ostree/prepare-root.conf"), "[composefs]\nenabled=signed\n");
+    commit(&b, &tree, "2.0");
+    let o = Command::new(BIN).args(["deploy", "--sysroot"]).arg(&b).arg("testos/stable").output().unwrap();
+    // This host's filesystems have no fs-verity; on one that has it the deploy succeeds.
+    if o.status.success() {
+        eprintln!("filesystem supports fs-verity; nothing to refuse");
+        return;
+    }
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("fs-verity is required (composefs.enabled=signed"), "{e}");
+    assert!(deployment_dirs(&b).is_empty());
+}
