@@ -1,2 +1,3 @@
 pub mod deploy;
 pub mod undeploy;
+pub mod kernel_install;

@@ -22,7 +22,7 @@ use ostree_boot::ostree::repo::{Repo, WalkEntry};
 use super::fsutil;
 
 /// Digests from the kernel when the object has fs-verity, else from userspace.
-struct KernelOrUserspace;
+pub struct KernelOrUserspace;
 
 impl DigestSource for KernelOrUserspace {
     fn measure(&self, file: &File) -> Option<[u8; 32]> {

@@ -13,6 +13,7 @@ pub mod cfs;
 pub mod checkout;
 pub mod etc;
 pub mod fsutil;
+pub mod seal;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,6 @@ pub struct DeployResult {
     pub stateroot: String,
     pub csum: String,
     pub deployserial: u32,
-    pub path: PathBuf,
     pub bootcsum: String,
     pub removed: Vec<String>,
     /// Modified, removed and added paths of the /etc merge, when there was one.
@@ -406,7 +406,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             merge.as_ref(),
             version.as_deref(),
         );
-        let (kernel, title_base, etc_changes, final_dir) = staged?;
+        let (kernel, title_base, etc_changes, _final_dir) = staged?;
 
         boot::install_kernel(sysroot, &sr, &kernel)?;
 
@@ -467,7 +467,6 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             stateroot: sr.clone(),
             csum: csum.clone(),
             deployserial: serial,
-            path: final_dir,
             bootcsum: kernel.bootcsum,
             removed,
             etc_changes,
