@@ -358,3 +358,27 @@ fn clear_errors() {
     // Nothing was deployed by any of these.
     assert_eq!(deployment_dirs(&e.sysroot).len(), 1);
 }
+
+#[test]
+fn key_signing_then_ostree_deploys_on_top() {
+    let Some(e) = setup("") else { return };
+    let sk = sign::SecretKey::generate().unwrap();
+    let keyfile = e.t.path().join("secret.key");
+    fs::write(&keyfile, format!("{}\n", sk.to_base64().as_str())).unwrap();
+    write(
+        &e.kiroot.join("etc/ostree/kernel-install.conf"),
+        &format!("[kernel-install]\nsysroot={}\nsigning=key\nsigning-key={}\n", e.sysroot.display(), keyfile.display()),
+    );
+    let orig = fs::read(&e.initrd).unwrap();
+    e.add();
+    let (_, csum, initrd) = check_default(&e);
+    assert_eq!(initrd, orig, "key mode leaves the initrd as it is");
+    assert!(verify(&e, &csum, &sk.public_key()));
+    // ostree deploys on top of ours, and sees ours as the merge deployment.
+    theirs(&e.sysroot, &["--os=testos", "testos/stable"]);
+    let dirs = deployment_dirs(&e.sysroot);
+    assert_eq!(dirs.len(), 2);
+    assert!(dirs[1].ends_with(format!("{csum}.0")), "ours is the rollback: {}", status(&e.sysroot));
+    run(Command::new("ostree").args(["admin", "cleanup"]).arg(format!("--sysroot={}", e.sysroot.display())));
+    run(Command::new("ostree").arg(format!("--repo={}", e.sysroot.join("ostree/repo").display())).arg("fsck"));
+}
