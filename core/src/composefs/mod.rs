@@ -2,6 +2,7 @@
 //! the composefs-dump(5) text format.
 
 pub mod dump;
+pub mod format;
 pub mod reader;
 pub mod tree;
 pub mod writer;

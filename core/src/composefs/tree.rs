@@ -58,20 +58,39 @@ pub struct Node {
     pub xattrs: Vec<Xattr>,
     /// Entries of a directory, ordered by name bytes as EROFS stores them.
     pub children: BTreeMap<Vec<u8>, NodeId>,
+    /// `st_nlink` to record for a non-directory, when it must not be derived from the
+    /// tree: a dump file carries its own NLINK field, which libcomposefs keeps as is.
+    /// `None`: the number of names of the inode in the tree. Ignored for directories
+    /// (always 2 + subdirectories).
+    pub nlink: Option<u32>,
+    /// The secondary names `(directory, name)` of a hardlinked inode, recorded by
+    /// [`Tree::link`]. The entry made by [`Tree::add`] is the primary one: libcomposefs
+    /// serialises the inode where its primary entry is, so the distinction is part of
+    /// the image layout.
+    pub hardlinks: Vec<(NodeId, Vec<u8>)>,
 }
 
 impl Node {
     pub fn new(mode: u32) -> Self {
-        Node { mode, ..Default::default() }
+        Node {
+            mode,
+            ..Default::default()
+        }
     }
     pub fn directory(perms: u32) -> Self {
         Node::new(mode::S_IFDIR | (perms & 0o7777))
     }
     pub fn file(perms: u32, size: u64) -> Self {
-        Node { size, ..Node::new(mode::S_IFREG | (perms & 0o7777)) }
+        Node {
+            size,
+            ..Node::new(mode::S_IFREG | (perms & 0o7777))
+        }
     }
     pub fn symlink(target: impl Into<Vec<u8>>) -> Self {
-        Node { payload: Some(target.into()), ..Node::new(mode::S_IFLNK | 0o777) }
+        Node {
+            payload: Some(target.into()),
+            ..Node::new(mode::S_IFLNK | 0o777)
+        }
     }
     pub fn file_type(&self) -> u32 {
         self.mode & mode::S_IFMT
@@ -90,7 +109,10 @@ impl Node {
         self.file_type() == mode::S_IFCHR && self.rdev == 0
     }
     pub fn xattr(&self, key: &[u8]) -> Option<&[u8]> {
-        self.xattrs.iter().find(|x| x.key == key).map(|x| x.value.as_slice())
+        self.xattrs
+            .iter()
+            .find(|x| x.key == key)
+            .map(|x| x.value.as_slice())
     }
     /// Sets or replaces an xattr, keeping the position of an existing key.
     pub fn set_xattr(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
@@ -105,7 +127,9 @@ impl Node {
 /// Why a tree edit was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TreeError {
-    #[error("invalid file name {0:?}: empty, '.', '..', longer than 255 bytes, or containing '/' or NUL")]
+    #[error(
+        "invalid file name {0:?}: empty, '.', '..', longer than 255 bytes, or containing '/' or NUL"
+    )]
     InvalidName(String),
     #[error("{0:?} already exists")]
     Exists(String),
@@ -172,11 +196,17 @@ impl Tree {
         }
         self.check_entry(parent, name)?;
         self.nodes[parent].children.insert(name.to_vec(), target);
+        self.nodes[target].hardlinks.push((parent, name.to_vec()));
         Ok(())
     }
 
     /// Returns directory `name` in `parent`, creating it with `perms` (root-owned) if absent.
-    pub fn ensure_dir(&mut self, parent: NodeId, name: &[u8], perms: u32) -> Result<NodeId, TreeError> {
+    pub fn ensure_dir(
+        &mut self,
+        parent: NodeId,
+        name: &[u8],
+        perms: u32,
+    ) -> Result<NodeId, TreeError> {
         match self.nodes[parent].children.get(name) {
             Some(&id) if self.nodes[id].is_dir() => Ok(id),
             Some(_) => Err(TreeError::NotADirectory(show(name))),
@@ -196,6 +226,31 @@ impl Tree {
             return Err(TreeError::Exists(show(name)));
         }
         Ok(())
+    }
+
+    /// Whether the entry `name` in `parent` is a secondary name (a hardlink) of its inode.
+    pub fn is_secondary(&self, parent: NodeId, name: &[u8]) -> bool {
+        match self.nodes[parent].children.get(name) {
+            Some(&id) => self.nodes[id]
+                .hardlinks
+                .iter()
+                .any(|(p, n)| *p == parent && n == name),
+            None => false,
+        }
+    }
+
+    /// `st_nlink` as written to an image: directories 2 + subdirectories, other inodes
+    /// their [`Node::nlink`] override or their number of names.
+    pub fn effective_nlinks(&self) -> Vec<u32> {
+        let mut n = self.nlinks();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.is_dir() {
+                if let Some(v) = node.nlink {
+                    n[i] = v;
+                }
+            }
+        }
+        n
     }
 
     /// Looks up an absolute or relative `/`-separated path from the root.
@@ -222,7 +277,11 @@ impl Tree {
         }
         for (i, node) in self.nodes.iter().enumerate() {
             if node.is_dir() {
-                n[i] += node.children.values().filter(|&&c| self.nodes[c].is_dir()).count() as u32;
+                n[i] += node
+                    .children
+                    .values()
+                    .filter(|&&c| self.nodes[c].is_dir())
+                    .count() as u32;
             }
         }
         n
@@ -270,17 +329,34 @@ mod tests {
         assert_eq!(t.lookup(b"/usr/a"), Some(f));
         assert_eq!(t.lookup(b"b"), Some(f));
         let paths: Vec<_> = t.walk().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(paths, vec![b"/".to_vec(), b"/b".to_vec(), b"/usr".to_vec(), b"/usr/a".to_vec()]);
+        assert_eq!(
+            paths,
+            vec![
+                b"/".to_vec(),
+                b"/b".to_vec(),
+                b"/usr".to_vec(),
+                b"/usr/a".to_vec()
+            ]
+        );
     }
 
     #[test]
     fn bad_names_and_dir_hardlinks_are_refused() {
         let mut t = Tree::new(Node::directory(0o755));
         for bad in [&b""[..], b".", b"..", b"a/b", b"a\0"] {
-            assert!(matches!(t.add(ROOT, bad, Node::file(0o644, 0)), Err(TreeError::InvalidName(_))));
+            assert!(matches!(
+                t.add(ROOT, bad, Node::file(0o644, 0)),
+                Err(TreeError::InvalidName(_))
+            ));
         }
         let d = t.add(ROOT, b"d", Node::directory(0o755)).unwrap();
-        assert!(matches!(t.link(ROOT, b"e", d), Err(TreeError::DirectoryHardlink(_))));
-        assert!(matches!(t.add(ROOT, b"d", Node::file(0o644, 0)), Err(TreeError::Exists(_))));
+        assert!(matches!(
+            t.link(ROOT, b"e", d),
+            Err(TreeError::DirectoryHardlink(_))
+        ));
+        assert!(matches!(
+            t.add(ROOT, b"d", Node::file(0o644, 0)),
+            Err(TreeError::Exists(_))
+        ));
     }
 }

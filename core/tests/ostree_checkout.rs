@@ -1,0 +1,249 @@
+//! The composefs tree of a commit built by the real `ostree` CLI, checked against the
+//! expectations of ostree's tests/test-composefs.sh.
+
+use std::fs;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ostree_boot::composefs::tree::{Tree, mode};
+use ostree_boot::ostree::checkout::{DigestSource, Verity, commit_tree_with};
+use ostree_boot::ostree::repo::Repo;
+use sha2::{Digest, Sha256};
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Test-only fs-verity sha256 (4 KiB blocks, no salt), to check the tree before the
+/// crate's own digest module is wired in.
+fn fsverity(data: &[u8]) -> [u8; 32] {
+    let mut level: Vec<u8> = data.to_vec();
+    let root = if data.is_empty() {
+        [0u8; 32]
+    } else {
+        loop {
+            let mut next = Vec::new();
+            for block in level.chunks(4096) {
+                let mut b = block.to_vec();
+                b.resize(4096, 0);
+                next.extend_from_slice(&Sha256::digest(&b));
+            }
+            if next.len() == 32 {
+                break next.try_into().unwrap();
+            }
+            level = next;
+        }
+    };
+    let mut desc = vec![1u8, 1, 12, 0, 0, 0, 0, 0];
+    desc.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    desc.extend_from_slice(&root);
+    desc.resize(256, 0);
+    Sha256::digest(&desc).into()
+}
+
+struct TestDigests;
+impl DigestSource for TestDigests {
+    fn measure(&self, _file: &File) -> Option<[u8; 32]> {
+        None
+    }
+    fn digest_files(&self, paths: &[PathBuf]) -> Vec<io::Result<[u8; 32]>> {
+        paths
+            .iter()
+            .map(|p| fs::read(p).map(|d| fsverity(&d)))
+            .collect()
+    }
+}
+
+/// ostree's tests/test-composefs.sh tree (setup_test_repository without whiteouts).
+fn build_source(src: &Path) {
+    for d in ["baz/deeper", "baz/another", "baz/sub1", "baz/sub2"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    let files: &[(&str, &str, u32)] = &[
+        ("firstfile", "first\n", 0o644),
+        ("baz/cow", "moo\n", 0o644),
+        ("baz/cowro", "mooro\n", 0o600),
+        ("baz/saucer", "alien\n", 0o644),
+        ("baz/deeper/ohyeah", "hi\n", 0o644),
+        ("baz/deeper/ohyeahx", "hix\n", 0o755),
+        ("baz/another/y", "x\n", 0o644),
+        ("baz/sub1/duplicate_a", "SAME_CONTENT\n", 0o644),
+        ("baz/sub1/duplicate_b", "SAME_CONTENT\n", 0o644),
+        ("baz/sub2/duplicate_c", "SAME_CONTENT\n", 0o644),
+    ];
+    for (p, c, m) in files {
+        fs::write(src.join(p), c).unwrap();
+        fs::set_permissions(src.join(p), fs::Permissions::from_mode(*m)).unwrap();
+    }
+    symlink("nosuchfile", src.join("somelink")).unwrap();
+    symlink("nonexistent", src.join("baz/alink")).unwrap();
+    for d in [
+        "",
+        "baz",
+        "baz/deeper",
+        "baz/another",
+        "baz/sub1",
+        "baz/sub2",
+    ] {
+        fs::set_permissions(src.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// A composefs-dump(5)-like line: path size mode nlink uid gid rdev mtime payload
+/// content digest.
+fn dump_line(t: &Tree, path: &str) -> String {
+    let id = t.lookup(path.as_bytes()).unwrap();
+    let n = t.node(id);
+    let nl = t.nlinks()[id];
+    let opt = |v: &Option<Vec<u8>>| {
+        v.as_ref()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or("-".into())
+    };
+    format!(
+        "{path} {} {:o} {nl} {} {} {} {}.{} {} - {}",
+        n.size,
+        n.mode,
+        n.uid,
+        n.gid,
+        n.rdev,
+        n.mtime.sec,
+        n.mtime.nsec,
+        opt(&n.payload),
+        n.digest.map(hex::encode).unwrap_or("-".into())
+    )
+}
+
+fn make_repo(d: &Path) -> (PathBuf, String) {
+    let src = d.join("src");
+    let repo = d.join("repo");
+    build_source(&src);
+    let repo_s = repo.to_str().unwrap();
+    run(&["ostree", "init", "--repo", repo_s, "--mode=bare-user"]);
+    let csum = run(&[
+        "ostree",
+        "commit",
+        "--repo",
+        repo_s,
+        "-b",
+        "test2",
+        "--owner-uid=0",
+        "--owner-gid=0",
+        "--no-xattrs",
+        "--canonical-permissions",
+        "-s",
+        "test",
+        src.to_str().unwrap(),
+    ]);
+    (repo, csum.trim().to_string())
+}
+
+#[test]
+fn composefs_tree_of_test_composefs_sh() {
+    let d = tempfile::tempdir().unwrap();
+    let (repo, _) = make_repo(d.path());
+    let r = Repo::open(&repo).unwrap();
+    let c = r.resolve_rev("test2").unwrap();
+    let t = commit_tree_with(&r, &c, Verity::Yes, &TestDigests).unwrap();
+    assert_eq!(
+        dump_line(&t, "/baz/cow"),
+        "/baz/cow 4 100644 1 0 0 0 0.0 f6/a517d53831a40cff3886a965c70d57aa50797a8e5ea965b2c49cc575a6ff51.file - ebaa23af194a798df610e5fe2bd10725c9c4a3a56a6b62d4d0ee551d4fc4be27"
+    );
+    let t0 = commit_tree_with(&r, &c, Verity::No, &TestDigests).unwrap();
+    assert_eq!(
+        dump_line(&t0, "/baz/cow"),
+        "/baz/cow 4 100644 1 0 0 0 0.0 f6/a517d53831a40cff3886a965c70d57aa50797a8e5ea965b2c49cc575a6ff51.file - -"
+    );
+    // Without kernel verity, Maybe records no digest.
+    let tm = commit_tree_with(&r, &c, Verity::Maybe, &TestDigests).unwrap();
+    assert_eq!(tm, t0);
+    // No hardlinks: equal content, separate inodes, one link each, same payload.
+    let a = t.lookup(b"/baz/sub1/duplicate_a").unwrap();
+    let c2 = t.lookup(b"/baz/sub2/duplicate_c").unwrap();
+    assert_ne!(a, c2);
+    assert_eq!(t.nlinks()[a], 1);
+    assert_eq!(t.node(a).payload, t.node(c2).payload);
+    // Symlinks carry their target; the forced root directories exist.
+    let l = t.node(t.lookup(b"/somelink").unwrap());
+    assert!(l.is_symlink());
+    assert_eq!(l.payload.as_deref(), Some(&b"nosuchfile"[..]));
+    assert_eq!(l.size, 10);
+    for dir in ["usr", "etc", "boot", "var", "sysroot"] {
+        let n = t.node(t.lookup(dir.as_bytes()).unwrap());
+        assert_eq!(n.mode, mode::S_IFDIR | 0o755);
+        assert_eq!((n.uid, n.gid), (0, 0));
+    }
+    // Every entry of the commit is there, with the forced directories on top.
+    let paths: Vec<String> = t
+        .walk()
+        .into_iter()
+        .map(|(p, _)| String::from_utf8(p).unwrap())
+        .collect();
+    // root, 5 directories, 10 files, 2 symlinks, 5 forced directories
+    assert_eq!(paths.len(), 1 + 5 + 10 + 2 + 5);
+    assert!(
+        t.walk()
+            .iter()
+            .all(|(_, id)| t.node(*id).content.is_none() && t.node(*id).mtime.sec == 0)
+    );
+}
+
+#[test]
+fn user_xattrs_are_copied() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    fs::create_dir_all(src.join("usr")).unwrap();
+    fs::write(src.join("usr/f"), b"data").unwrap();
+    fs::write(src.join("usr/empty"), b"").unwrap();
+    rustix::fs::setxattr(
+        src.join("usr/f").as_path(),
+        "user.test",
+        b"v",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    rustix::fs::setxattr(
+        src.join("usr").as_path(),
+        "user.dir",
+        b"dv",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let repo = d.path().join("repo");
+    let repo_s = repo.to_str().unwrap();
+    run(&["ostree", "init", "--repo", repo_s, "--mode=bare-user"]);
+    run(&[
+        "ostree",
+        "commit",
+        "--repo",
+        repo_s,
+        "-b",
+        "x",
+        "--owner-uid=0",
+        "--owner-gid=0",
+        src.to_str().unwrap(),
+    ]);
+    let r = Repo::open(&repo).unwrap();
+    let t = commit_tree_with(&r, &r.resolve_rev("x").unwrap(), Verity::Yes, &TestDigests).unwrap();
+    let f = t.node(t.lookup(b"/usr/f").unwrap());
+    assert_eq!(f.xattr(b"user.test"), Some(&b"v"[..]));
+    assert_eq!(f.digest, Some(fsverity(b"data")));
+    assert_eq!(
+        t.node(t.lookup(b"/usr").unwrap()).xattr(b"user.dir"),
+        Some(&b"dv"[..])
+    );
+    let e = t.node(t.lookup(b"/usr/empty").unwrap());
+    assert_eq!((e.payload.as_ref(), e.digest, e.size), (None, None, 0));
+}
