@@ -75,6 +75,8 @@ macro_rules! vm_cases {
 
 vm_cases! {
     smoke => "smoke",
+    bad_bootlink => "bad-bootlink",
+    tamper_control_legacy => "tamper-control-legacy",
 }
 
 /// Every case file has a test here, so that a new case cannot be silently left out.

@@ -30,10 +30,9 @@ vm_deploy() {
             ostree admin deploy --sysroot="$sysroot" --os="$STATEROOT" "${karg_opts[@]}" "$OSTREE_REF" >&2
             ;;
         composefs | verity | signed)
-            local cli=$REPO_ROOT/target/release/ostree-composefs
-            [ -x "$RELEASE_DIR/ostree-composefs" ] && cli=$RELEASE_DIR/ostree-composefs
-            "$cli" deploy --help >/dev/null 2>&1 ||
+            deployer_supports "$variant" ||
                 die "variant $variant needs \`ostree-composefs deploy\` (kernel-install plugin, issue 8), not built yet"
+            local cli=$RELEASE_DIR/ostree-composefs
             # Interface to settle with issue 8: deploy the ref into the sysroot, composefs
             # image written, signed with a transient key when asked.
             local sign=()
@@ -41,6 +40,14 @@ vm_deploy() {
             "$cli" deploy --sysroot="$sysroot" --os="$STATEROOT" "${karg_opts[@]}" "${sign[@]}" "$OSTREE_REF" >&2
             ;;
         *) die "unknown deploy variant '$variant'" ;;
+    esac
+}
+
+# deployer_supports VARIANT: whether this checkout can make that variant.
+deployer_supports() {
+    case $1 in
+        legacy) return 0 ;;
+        *) [ -x "$RELEASE_DIR/ostree-composefs" ] && "$RELEASE_DIR/ostree-composefs" deploy --help >/dev/null 2>&1 ;;
     esac
 }
 

@@ -139,3 +139,36 @@ boot_metrics() {
         sed -n 's/^Startup finished in \(.*\)$/startup="\1"/p' "$res/analyze-time" | head -n1
     fi
 }
+
+# initrd_member INITRD PATH: prints the content of PATH from the uncompressed newc cpio
+# archives of INITRD (the last one wins, as when the kernel unpacks them). Compressed
+# segments are skipped: a key appended by the deployer is an uncompressed archive.
+initrd_member() {
+    python3 - "$1" "$2" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+want = sys.argv[2].lstrip("/").encode()
+found = None
+pos = data.find(b"070701")
+while 0 <= pos and pos + 110 <= len(data):
+    hdr = data[pos:pos + 110]
+    try:
+        filesize = int(hdr[54:62], 16)
+        namesize = int(hdr[94:102], 16)
+    except ValueError:
+        pos = data.find(b"070701", pos + 6)
+        continue
+    name_end = pos + 110 + namesize
+    name = data[pos + 110:name_end - 1]
+    start = (name_end + 3) & ~3
+    if name.lstrip(b"./") == want:
+        found = data[start:start + filesize]
+    nxt = (start + filesize + 3) & ~3
+    pos = data.find(b"070701", nxt) if name == b"TRAILER!!!" else nxt
+    if pos >= 0 and data[pos:pos + 6] != b"070701":
+        pos = data.find(b"070701", pos)
+if found is None:
+    sys.exit(1)
+sys.stdout.write(found.decode(errors="replace"))
+PY
+}

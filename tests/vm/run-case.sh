@@ -7,8 +7,14 @@
 # shellcheck source=tests/vm/stages.sh
 . "$(dirname "$0")/stages.sh"
 
-NAME=${1:?usage: run-case.sh NAME}
-CASE_FILE=$VM_DIR/cases/$NAME.case
+# NAME, or a path to a case file elsewhere (the demo's lives in tests/vm/demo.case).
+if [ -f "${1:?usage: run-case.sh NAME|FILE.case}" ]; then
+    CASE_FILE=$(realpath "$1")
+    NAME=$(basename "$1" .case)
+else
+    NAME=$1
+    CASE_FILE=$VM_DIR/cases/$NAME.case
+fi
 [ -f "$CASE_FILE" ] || die "no case file $CASE_FILE"
 
 # --- case defaults, overridden by the case file ---
@@ -26,6 +32,42 @@ tamper_initrd() { :; }   # called with INITRD (a copy) to alter the initrd
 guest_script() { :; }    # prints a script run in the guest (gets BOOT, OUT, IN)
 check() { :; }           # host-side checks after boot $BOOT, with the helpers below
 TAMPERS=0          # set to 1 by cases that define tamper(): the disk is copied, not overlaid
+
+# --- helpers for tamper(): edit the raw disk image offline (debugfs, dd), no mount ---
+# deployed PATH: the path on the disk of PATH inside the (first) deployment.
+deployed() {
+    local dep
+    dep=$(cd "$SYSROOT" && find "ostree/deploy/$STATEROOT/deploy" -mindepth 1 -maxdepth 1 -type d | LC_ALL=C sort | head -n1)
+    [ -n "$dep" ] || die "no deployment under $SYSROOT"
+    printf '/%s/%s\n' "$dep" "${1#/}"
+}
+# object_of PATH: the repo object (path on the disk) that a deployed file is a hardlink of.
+object_of() {
+    local f obj
+    f=$SYSROOT$(deployed "$1")
+    obj=$(find "$SYSROOT/ostree/repo/objects" -samefile "$f" | head -n1)
+    [ -n "$obj" ] || die "no repo object shares the inode of $f"
+    printf '%s\n' "${obj#"$SYSROOT"}"
+}
+# disk_corrupt FSPATH [OFFSET]: overwrites bytes of a file's first data block in place,
+# under the filesystem's feet (what an offline attacker does to the disk).
+disk_corrupt() {
+    local blk
+    blk=$(debugfs -R "bmap $1 0" "$DISK" 2>/dev/null)
+    if ! [[ $blk =~ ^[0-9]+$ ]] || [ "$blk" -eq 0 ]; then die "debugfs found no data block for $1"; fi
+    printf 'TAMPERED BY THE OSTREE VM HARNESS' |
+        dd of="$DISK" bs=1 seek=$((blk * 4096 + ${2:-0})) conv=notrunc status=none
+}
+disk_rm() { debugfs -w -R "rm $1" "$DISK" >/dev/null 2>&1 || die "debugfs cannot remove $1"; }
+# disk_replace FSPATH HOSTFILE: a new inode with HOSTFILE's bytes (and no fs-verity).
+disk_replace() {
+    disk_rm "$1"
+    debugfs -w -f - "$DISK" >/dev/null 2>&1 <<DEBUGFS || die "debugfs cannot write $1"
+cd $(dirname "$1")
+write $2 $(basename "$1")
+DEBUGFS
+    debugfs -R "stat $1" "$DISK" 2>/dev/null | grep -q 'Inode:' || die "debugfs wrote no $1"
+}
 # shellcheck source=/dev/null
 . "$CASE_FILE"
 
@@ -62,7 +104,10 @@ expect_ostree_boot() {
     expect_fact failed-units ""
     expect_fact writable.var yes
     expect_fact writable.etc yes
+    expect_fact canary "$CANARY_SHA256"
 }
+# sha256 of /usr/lib/ostree-vm-test/canary (stages.sh: install_guest_hooks).
+CANARY_SHA256=3a6ca6cc73ed594833de8c2ff6d00b0d8a19963be35e0bcbdf7b56762cd1cd22
 
 # --- prepare (cached) ---
 t_prep=$(now)
@@ -109,6 +154,9 @@ done
 # rd.shell=0 rd.emergency=poweroff: an initrd failure powers the VM off instead of waiting
 # at an emergency shell until the timeout.
 APPEND="$OPTIONS$KARGS_ADD rd.shell=0 rd.emergency=poweroff systemd.show_status=auto"
+# A refusal happens in the initrd, whose journal is lost: show it on the console instead,
+# so that the reason (prepare-root's message) is in the log the case checks.
+[ "$EXPECT" = refused ] && APPEND+=" systemd.journald.forward_to_console=1"
 prep_s=$(since "$t_prep")
 
 # --- boot(s) ---

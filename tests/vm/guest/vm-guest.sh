@@ -56,6 +56,13 @@ for d in / /usr /etc /var /sysroot; do
     fi
 done
 
+# The canary's content: its sha256, or the read error (EIO when its object was tampered).
+if h=$(sha256sum /usr/lib/ostree-vm-test/canary 2>"$OUT/canary.err"); then
+    result canary "${h%% *}"
+else
+    result canary "error: $(cat "$OUT/canary.err")"
+fi
+
 ostree admin status >"$OUT/ostree-admin-status" 2>&1
 result ostree-admin-status-rc $?
 info 'ostree admin status'
