@@ -1,6 +1,8 @@
 # Common settings and helpers for the VM harness. Sourced by every script in tests/vm/.
 # shellcheck shell=bash
-set -euo pipefail
+set -eEuo pipefail
+# set -e alone exits without a word; say which command failed where.
+trap 'printf "[vm] error: \"%s\" failed (status %s) at %s:%s\n" "$BASH_COMMAND" "$?" "${BASH_SOURCE[0]}" "$LINENO" >&2' ERR
 
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$VM_DIR/../.." && pwd)
@@ -15,8 +17,9 @@ DEBIAN_MIRROR=${OSTREE_VM_MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
 STATEROOT=debian
 OSTREE_REF=debian/trixie/x86_64/vmtest
-# Per-boot limit. A systemd boot under TCG takes ~35 s; a hung guest must not hang CI.
-BOOT_TIMEOUT=${OSTREE_VM_BOOT_TIMEOUT:-240}
+# Per-boot limit. A systemd boot under TCG takes ~35-60 s on an idle 2-core machine, but
+# several times that when the cores are shared; a hung guest must still not hang CI.
+BOOT_TIMEOUT=${OSTREE_VM_BOOT_TIMEOUT:-480}
 
 mkdir -p "$CACHE" "$LOGS"
 

@@ -107,7 +107,7 @@ expect_ostree_boot() {
     expect_fact canary "$CANARY_SHA256"
 }
 # sha256 of /usr/lib/ostree-vm-test/canary (stages.sh: install_guest_hooks).
-CANARY_SHA256=3a6ca6cc73ed594833de8c2ff6d00b0d8a19963be35e0bcbdf7b56762cd1cd22
+CANARY_SHA256=d1f32d6ff498d110bbc022b1a44b5e56254959768bda6dea3d8758b38d3c8c05
 
 # --- prepare (cached) ---
 t_prep=$(now)

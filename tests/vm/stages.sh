@@ -146,7 +146,7 @@ install_guest_hooks() {
     mkdir -p "$root/usr/lib/systemd/system/multi-user.target.wants"
     ln -sf ../ostree-vm-test.service "$root/usr/lib/systemd/system/multi-user.target.wants/ostree-vm-test.service"
     # A file the guest reads back: tamper cases corrupt its object and expect EIO.
-    yes ostree-vm-canary | head -c 65536 >"$root/usr/lib/ostree-vm-test/canary"
+    seq -f 'ostree-vm-canary %05g' 1 4096 >"$root/usr/lib/ostree-vm-test/canary"
     echo ostree-vm >"$root/etc/hostname"
     # Empty machine-id: systemd makes a transient one on each boot (first-boot semantics off).
     : >"$root/etc/machine-id"
