@@ -76,6 +76,7 @@ macro_rules! vm_cases {
 vm_cases! {
     smoke => "smoke",
     bad_bootlink => "bad-bootlink",
+    composefs_maybe_noimage => "composefs-maybe-noimage",
     tamper_control_legacy => "tamper-control-legacy",
 }
 

@@ -24,11 +24,13 @@ REQUIRE_IMPL=""    # ours | upstream: the case only makes sense with that implem
 KARGS_ADD=""       # appended to the deployment's kernel arguments
 KARGS_DROP=""      # regex; matching kernel arguments of the entry are removed
 PREPARE_ROOT_CONF="" # if set: /etc/ostree/prepare-root.conf in the initrd (appended cpio)
+INITRD_KEY=""      # signedkey variant: deploy | other: that public key goes into the initrd
+                   # at /etc/ostree/initramfs-root-binding.key (appended cpio)
 BOOTS=1            # boots in a row on the same disk (writes persist between them)
 EXPECT=boot        # boot: reaches the test service; refused: ends before the real root
 REFUSE_MESSAGE=""  # refused: regex the console must show (the reason of the refusal)
 tamper() { :; }          # called with DISK (raw copy, writable), SYSROOT (the deployed dir)
-tamper_initrd() { :; }   # called with INITRD (a copy) to alter the initrd
+tamper_initrd() { :; }   # alters INITRD (a copy of the deployment's), before the appended files
 guest_script() { :; }    # prints a script run in the guest (gets BOOT, OUT, IN)
 check() { :; }           # host-side checks after boot $BOOT, with the helpers below
 TAMPERS=0          # set to 1 by cases that define tamper(): the disk is copied, not overlaid
@@ -136,14 +138,21 @@ fi
 
 INITRD=$W/initrd.img
 cp "$D/initrd.img" "$INITRD"
+tamper_initrd
+# The kernel unpacks concatenated cpio archives in order and a later member wins: files
+# appended here replace the initrd's own without rebuilding it.
 if [ -n "$PREPARE_ROOT_CONF" ]; then
-    # The kernel unpacks concatenated cpio archives in order: a later member wins, so this
-    # replaces the initrd's /etc/ostree/prepare-root.conf without rebuilding it.
     mkdir -p "$W/overlay/etc/ostree"
     printf '%s\n' "$PREPARE_ROOT_CONF" >"$W/overlay/etc/ostree/prepare-root.conf"
+fi
+if [ -n "$INITRD_KEY" ]; then
+    [ -f "$D/keys/$INITRD_KEY.pub" ] || die "INITRD_KEY=$INITRD_KEY: no $D/keys/$INITRD_KEY.pub (variant signedkey makes them)"
+    mkdir -p "$W/overlay/etc/ostree"
+    cp "$D/keys/$INITRD_KEY.pub" "$W/overlay/etc/ostree/initramfs-root-binding.key"
+fi
+if [ -d "$W/overlay" ]; then
     (cd "$W/overlay" && find . | cpio -o -H newc --quiet) >>"$INITRD"
 fi
-tamper_initrd
 
 OPTIONS=""
 read -ra entry_options <"$D/options"

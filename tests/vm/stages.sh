@@ -110,7 +110,7 @@ install_ours() {
     [ -x "$RELEASE_DIR/ostree-prepare-root" ] || die "no $RELEASE_DIR/ostree-prepare-root: run make release"
     if make -s -C "$REPO_ROOT" -n install >/dev/null 2>&1; then
         # The same install a distribution package would do.
-        make -s -C "$REPO_ROOT" install DESTDIR="$root" PREFIX=/usr >&2
+        make -s -C "$REPO_ROOT" install DESTDIR="$root" PREFIX=/usr CARGO_TARGET_DIR="$CARGO_TARGET_DIR" >&2
     else
         # Until the Makefile has an install target: the upstream paths, by hand.
         install -Dm755 "$RELEASE_DIR/ostree-prepare-root" "$root/usr/lib/ostree/ostree-prepare-root"
@@ -234,7 +234,7 @@ BASE_KARGS="root=/dev/vda rw"
 # Which paths get fs-verity in the verity pass, per variant (empty: no pass).
 verity_paths() {
     case $1 in
-        legacy) echo "" ;;
+        legacy | composefs) echo "" ;;
         *) echo "/mnt/ostree/repo/objects /mnt/ostree/deploy/$STATEROOT/deploy/*/.ostree.cfs" ;;
     esac
 }
@@ -251,7 +251,7 @@ stage_disk() {
     rm_sysroot "$d"
     mkdir -p "$d"
     local s=$d/sysroot
-    vm_deploy "$s" "$CACHE/tree-$impl" "$variant" "$BASE_KARGS"
+    vm_deploy "$s" "$CACHE/tree-$impl" "$variant" "$BASE_KARGS" "$d/keys"
     bls_entry "$s" >"$d/entry"
     local linux initrd options
     linux=$(sed -n 's/^linux=//p' "$d/entry")
@@ -262,6 +262,13 @@ stage_disk() {
     cp "$(resolve "$linux")" "$d/vmlinuz"
     cp "$(resolve "$initrd")" "$d/initrd.img"
     printf '%s\n' "$options" >"$d/options"
+    if [ "$variant" = signed2 ]; then
+        # The older deployment's initrd: it carries the previous transient key.
+        local prev
+        prev=$(bls_entry "$s" 2 | sed -n 's/^initrd=//p')
+        [ -n "$prev" ] || die "signed2: no second boot entry"
+        cp "$(resolve "$prev")" "$d/initrd-prev.img"
+    fi
     # A few GiB sparse: mkfs.ext4 -d copies the tree (hardlinks and xattrs kept), no mount.
     # 4 KiB blocks: fs-verity's Merkle tree blocks must match the page-sized fs block.
     truncate -s 4G "$d/root.ext4"
