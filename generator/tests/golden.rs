@@ -451,13 +451,6 @@ fn existing_unit_is_not_replaced() {
 fn logs_to_kmsg() {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut kmsg = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open("/dev/kmsg")
-        .expect("open /dev/kmsg (run the tests as root)");
-    // Only records written from now on.
-    rustix::fs::seek(&kmsg, rustix::fs::SeekFrom::End(0)).unwrap();
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
     fs::create_dir_all(&out).unwrap();
@@ -467,40 +460,47 @@ fn logs_to_kmsg() {
         .env("SYSTEMD_IN_INITRD", "1")
         .env("SYSTEMD_PROC_CMDLINE", "androidboot.slot_suffix=_z")
         .arg(&out)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(child.status.code(), Some(1));
+    let pid = child.id();
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(1));
     assert!(
-        child.stderr.is_empty(),
+        done.stderr.is_empty(),
         "{}",
-        String::from_utf8_lossy(&child.stderr)
+        String::from_utf8_lossy(&done.stderr)
     );
-    let mut records = String::new();
+
+    // The whole ring buffer, oldest first, one record per read; EAGAIN at the end,
+    // EPIPE when records were overwritten under us (reading then moves on).
+    let mut kmsg = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open("/dev/kmsg")
+        .expect("open /dev/kmsg (run the tests as root)");
+    let tag = format!("ostree-system-generator[{pid}]: ");
     let mut buf = vec![0u8; 8192];
-    let wanted = |l: &&str| {
-        l.contains("ostree-system-generator[") && l.contains("androidboot.slot_suffix invalid: _z")
-    };
-    // Poll for up to 2 s: other tests flood kmsg with mount messages.
-    for _ in 0..100 {
-        // One record per read; EAGAIN once drained, EPIPE when records were overwritten
-        // under us (the read position then moves on).
-        loop {
-            match kmsg.read(&mut buf) {
-                Ok(n) => records.push_str(&String::from_utf8_lossy(&buf[..n])),
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) => panic!("reading /dev/kmsg: {e}"),
+    let mut found = None;
+    loop {
+        match kmsg.read(&mut buf) {
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if rec.contains(&tag) {
+                    found = Some(rec);
+                }
             }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("reading /dev/kmsg: {e}"),
         }
-        if records.lines().any(|l| wanted(&l)) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let line = found.unwrap_or_else(|| panic!("no record from pid {pid} in /dev/kmsg"));
+    assert!(
+        line.contains("androidboot.slot_suffix invalid: _z"),
+        "{line}"
+    );
     // kmsg records: "<prio>,<seq>,<ts>,<flags>;<text>"; daemon (3) and err (3): 3*8+3 = 27.
-    let line = records
-        .lines()
-        .find(wanted)
-        .unwrap_or_else(|| panic!("no record in /dev/kmsg:\n{records}"));
     assert!(line.starts_with("27,"), "{line}");
 }
