@@ -6,7 +6,8 @@
 //! `var.mount` (ostree failed there and then never wrote `var.mount`), and the mounts
 //! prepare-root made for `/etc` get the same soft-reboot drop-in as `/sysroot`,
 //! judged from `/run/ostree-booted`, i.e. from what prepare-root did rather than from a
-//! config file that may have changed since boot.
+//! config file that may have changed since boot. That config file is only checked, for
+//! the next initrd's sake (warnings, no effect on the units).
 //!
 //! Initrd: ostree's generator does not run there; ours pulls in
 //! ostree-prepare-root.service for an ostree boot and makes the kernel modules a
