@@ -10,7 +10,7 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 RELEASE_DIR := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all setup build release check lint test demo vm-test bench fuzz clean
+.PHONY: all setup build release initrd-static check lint test demo vm-test bench fuzz clean
 
 all: release
 
@@ -22,6 +22,12 @@ build:
 
 release:
 	$(CARGO) build --workspace --release
+
+# ostree-prepare-root as a static-pie executable (static glibc): nothing for the initrd's
+# loader to resolve. --target keeps crt-static away from build scripts and proc-macros.
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+initrd-static:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST_TRIPLE) -p ostree-prepare-root
 
 lint:
 	$(CARGO) fmt --all --check
