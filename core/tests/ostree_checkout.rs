@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ostree_boot::composefs::tree::{Tree, mode};
-use ostree_boot::ostree::checkout::{DigestSource, Verity, commit_tree_with};
+use ostree_boot::fsverity::digest;
+use ostree_boot::ostree::checkout::{
+    DigestSource, Verity, commit_tree, commit_tree_with, write_image,
+};
 use ostree_boot::ostree::repo::Repo;
 use sha2::{Digest, Sha256};
 
@@ -197,6 +200,24 @@ fn composefs_tree_of_test_composefs_sh() {
         t.walk()
             .iter()
             .all(|(_, id)| t.node(*id).content.is_none() && t.node(*id).mtime.sec == 0)
+    );
+
+    // The images, byte for byte what ostree writes (test-composefs.sh).
+    let sys = commit_tree(&r, &c, Verity::Yes).unwrap();
+    assert_eq!(sys, t);
+    let image = write_image(&sys).unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&image)),
+        "031fab2c7f390b752a820146dc89f6880e5739cba7490f64024e0c7d11aad7c9"
+    );
+    assert_eq!(
+        hex::encode(digest::digest(&image)),
+        "be956966c70970ea23b1a8043bca58cfb0d011d490a35a7817b36d04c0210954"
+    );
+    let image0 = write_image(&commit_tree(&r, &c, Verity::No).unwrap()).unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&image0)),
+        "78f873a76ccfea3ad7c86312ba0e06f8e0bca54ab4912b23871b31caafe59c24"
     );
 }
 

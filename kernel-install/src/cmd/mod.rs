@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod digest;
+pub mod dump;
+pub mod mkcomposefs;
