@@ -28,6 +28,8 @@ struct RunOut {
     modes: String,
     lower_entries: String,
     volatile_root: String,
+    /// Wall time of the prepare-root process (printed for information, never asserted).
+    elapsed_us: u64,
 }
 
 impl RunOut {
@@ -97,7 +99,8 @@ fn run_prepare_root(sr: &Sysroot, setup: &Setup) -> RunOut {
         setup.kargs
     );
     let script = format!(
-        r#"{bin} {sr} '{cmdline}' > {o}/stdout 2> {o}/stderr; echo $? > {o}/rc
+        r#"t0=$(date +%s%N); {bin} {sr} '{cmdline}' > {o}/stdout 2> {o}/stderr; echo $? > {o}/rc; t1=$(date +%s%N)
+echo $(( (t1 - t0) / 1000 )) > {o}/elapsed_us
 findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS > {o}/mounts
 cp /run/ostree-booted {o}/booted 2>/dev/null
 stat -c %a /run/ostree /run/ostree/.private > {o}/modes 2>/dev/null
@@ -137,6 +140,7 @@ true"#,
         modes: read("modes"),
         lower_entries: read("lower").trim().to_string(),
         volatile_root: read("volatile").trim().to_string(),
+        elapsed_us: read("elapsed_us").trim().parse().unwrap_or(0),
     }
 }
 
@@ -295,6 +299,7 @@ fn composefs_yes() {
         "{}",
         r.stderr
     );
+    eprintln!("prepare-root (composefs yes) took {} µs", r.elapsed_us);
     assert!(
         r.stderr
             .contains("composefs: kernel features: new mount API: yes; EROFS: file-backed"),
