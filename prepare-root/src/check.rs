@@ -317,3 +317,39 @@ fn check_objects(image: &Path, objects: &Path, r: &mut Report) {
         "fs-verity digests of all {count} objects match the image"
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_deployment_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let rel = "ostree/deploy/os/deploy/0123abcd.1";
+        std::fs::create_dir_all(root.join(rel)).unwrap();
+        let d = direct_deployment(root, rel).unwrap();
+        assert_eq!(
+            (
+                d.stateroot.as_str(),
+                d.name.checksum.as_str(),
+                d.name.serial
+            ),
+            ("os", "0123abcd", 1)
+        );
+        assert_eq!(d.relpath, Path::new(rel));
+        let abs = root.join(rel);
+        assert_eq!(
+            direct_deployment(root, &abs.to_string_lossy())
+                .unwrap()
+                .relpath,
+            Path::new(rel)
+        );
+        // Not a deployment directory: left to the ostree= resolution (and its errors).
+        assert!(direct_deployment(root, "ostree/deploy/os/deploy/missing.0").is_none());
+        assert!(direct_deployment(root, "/ostree/boot.1/os/abc/0").is_none());
+        assert!(direct_deployment(root, "/elsewhere/ostree/deploy/os/deploy/0123abcd.1").is_none());
+        std::fs::create_dir_all(root.join("ostree/deploy/os/deploy/notacsum")).unwrap();
+        assert!(direct_deployment(root, "ostree/deploy/os/deploy/notacsum").is_none());
+    }
+}

@@ -1064,3 +1064,39 @@ fn signed_bootc_base_commit_fallback() {
         r.stderr
     );
 }
+
+/// ostree's legacy `[sysroot] readonly=true` in the repository config, honoured when
+/// nothing else decides (not with composefs=yes).
+#[test]
+fn legacy_repo_config_readonly_flag() {
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let cfg = sr.repo.join("config");
+    let mut text = fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[sysroot]\nreadonly=true\n");
+    fs::write(&cfg, text).unwrap();
+    let r = run_both(&sr, &Setup::default());
+    r.ok();
+    assert!(
+        r.stderr.contains("Found legacy sysroot.readonly flag"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.opts(&sr.path.join("sysroot")).contains(&"ro".into()));
+    assert!(r.booted.unwrap().sysroot_ro);
+    // With composefs required the flag is not consulted at all.
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(YES),
+            ..Default::default()
+        },
+    );
+    r.ok();
+    assert!(
+        !r.stderr.contains("Found legacy sysroot.readonly flag"),
+        "{}",
+        r.stderr
+    );
+}
