@@ -780,7 +780,7 @@ fn signed_commit_without_digest_is_refused() {
 /// fs-verity measurement of the image, which this host cannot do (the VM tests cover
 /// the rest, including a real digest mismatch).
 #[test]
-fn signed_digest_check_reaches_the_ioctl() {
+fn failure_digest_mismatch_checked_up_to_the_ioctl() {
     if !common::privileged() {
         return;
     }
