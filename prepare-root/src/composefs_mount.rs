@@ -580,7 +580,13 @@ fn overlay_new_api(target: &Path, opts: &CfsMountOptions) -> Result<bool, CfsMou
     Ok(true)
 }
 
-fn overlay_legacy(target: &Path, opts: &CfsMountOptions) -> Result<OverlaySyntax, CfsMountError> {
+/// The overlay with `mount(2)` and the legacy option string, as on kernels without
+/// `lowerdir+=` (before 6.7): `lowerdir=IMG::OBJ`, then `IMG:OBJ` on `EINVAL`. The EROFS
+/// image must be mounted at `opts.image_mountdir` already.
+pub fn overlay_legacy(
+    target: &Path,
+    opts: &CfsMountOptions,
+) -> Result<OverlaySyntax, CfsMountError> {
     let flags = MountFlags::SILENT
         | if opts.read_only {
             MountFlags::RDONLY
