@@ -104,6 +104,7 @@ echo $(( (t1 - t0) / 1000 )) > {o}/elapsed_us
 findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS > {o}/mounts
 cp /run/ostree-booted {o}/booted 2>/dev/null
 stat -c %a /run/ostree /run/ostree/.private > {o}/modes 2>/dev/null
+stat -c %a /run/ostree/.private/root/upper /run/ostree/.private/root/work /run/ostree/transient-etc.* /run/ostree/transient-etc.*/upper >> {o}/modes 2>/dev/null
 ls -A /run/ostree/.private/cfsroot-lower 2>&1 | wc -l > {o}/lower
 readlink /run/systemd/volatile-root > {o}/volatile 2>/dev/null
 true"#,
@@ -436,6 +437,10 @@ fn etc_transient() {
         etc.options.contains("upperdir=/run/ostree/transient-etc."),
         "{etc:?}"
     );
+    assert_eq!(
+        r.modes, "755\n0\n700\n755\n",
+        "/run/ostree, .private, transient-etc.X, its upper"
+    );
     let b = r.booted.unwrap();
     let t = b.transient_etc.unwrap();
     assert!(
@@ -472,6 +477,10 @@ fn root_transient_and_transient_ro() {
     );
     let b = r.booted.unwrap();
     assert!(b.root_transient && !b.root_transient_ro);
+    assert_eq!(
+        r.modes, "755\n0\n755\n700\n",
+        "/run/ostree, .private, root/upper, root/work"
+    );
 
     let r = run_both(
         &sr,
