@@ -757,6 +757,45 @@ mod tests {
         )));
     }
 
+    /// tests-unit-container/test-prepare-root.sh, whose command line forces
+    /// `ostree.prepare-root.composefs=0`.
+    #[test]
+    fn upstream_test_prepare_root_sh_cases() {
+        let karg = "root=UUID=cafebabe ostree.prepare-root.composefs=0 ostree=/boot/ostree.0";
+        let f = facts(true);
+        let has = |plan: &Plan, f: &dyn Fn(&Step) -> bool| plan.steps.iter().any(f);
+        // 1. Image config with readonly=true: /etc and /usr mounted, /sysroot ro, no
+        //    transient /etc.
+        let p1 = plan(
+            &rootcfg("[sysroot]\nreadonly=true\n", karg),
+            &dep(),
+            Path::new("/sysroot"),
+            &f,
+        )
+        .unwrap();
+        assert!(has(&p1, &|s| matches!(s, Step::EtcBind { .. })));
+        assert!(has(&p1, &|s| matches!(s, Step::UsrReadonlyBind { .. })));
+        assert!(has(&p1, &|s| matches!(s, Step::SysrootReadonly { .. })));
+        assert!(p1.booted.transient_etc.is_none() && !p1.using_composefs);
+        // 2. Without prepare-root.conf: /sysroot stays rw.
+        let p2 = plan(&rootcfg("", karg), &dep(), Path::new("/sysroot"), &f).unwrap();
+        assert!(!has(&p2, &|s| matches!(s, Step::SysrootReadonly { .. })));
+        assert!(!p2.booted.sysroot_ro);
+        // 3. [etc] transient = true appended: the /etc overlay.
+        let p3 = plan(
+            &rootcfg("[sysroot]\nreadonly=true\n[etc]\ntransient = true\n", karg),
+            &dep(),
+            Path::new("/sysroot"),
+            &f,
+        )
+        .unwrap();
+        assert!(has(&p3, &|s| matches!(s, Step::EtcTransientOverlay { .. })));
+        // 4. /boot is never mounted by prepare-root.
+        for p in [&p1, &p2, &p3] {
+            assert!(!p.steps.iter().any(|s| format!("{s:?}").contains("/boot")));
+        }
+    }
+
     /// The plan properties an independent reading of ostree.md 1.4-1.8 predicts.
     #[derive(Debug, PartialEq)]
     struct Expect {
