@@ -36,8 +36,16 @@ fuzz_target!(|data: &[u8]| {
     if !text.contains(['"', '\'', '\t', '\n', '\r']) {
         let words: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
         assert_eq!(c.args(), words.as_slice());
-        for key in ["ostree", "androidboot.slot_suffix", "ostree.prepare-root.composefs"] {
-            assert_eq!(c.get(key).map(str::to_string), ostree_find(&text, key), "{text:?} {key}");
+        for key in [
+            "ostree",
+            "androidboot.slot_suffix",
+            "ostree.prepare-root.composefs",
+        ] {
+            assert_eq!(
+                c.get(key).map(str::to_string),
+                ostree_find(&text, key),
+                "{text:?} {key}"
+            );
         }
     }
 });

@@ -26,7 +26,13 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     for g in kf.groups() {
-        for k in ["enabled", "keypath", "readonly", "transient", "transient-ro"] {
+        for k in [
+            "enabled",
+            "keypath",
+            "readonly",
+            "transient",
+            "transient-ro",
+        ] {
             if let Some(v) = kf.get(g, k) {
                 assert!(kf.line_of(g, k).is_some());
                 assert!(!v.contains('\n'));
@@ -35,7 +41,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(cfg) = PrepareRootConfig::from_keyfile(Some(&kf)) {
-        for karg in ["", "ostree.prepare-root.composefs=signed", "ostree.prepare-root.composefs=0"] {
+        for karg in [
+            "",
+            "ostree.prepare-root.composefs=signed",
+            "ostree.prepare-root.composefs=0",
+        ] {
             if let Ok(rc) = RootConfig::new(&cfg, &Cmdline::parse(karg)) {
                 assert_eq!(rc.print().lines().count(), 6);
             }
