@@ -80,14 +80,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Cmdline(#[from] CmdlineError),
     /// `root.transient` and `root.transient-ro` are exclusive.
-    #[error("{}: Cannot set both root.transient and root.transient-ro", source_name(.file))]
-    TransientConflict { file: Option<PathBuf> },
-}
-
-fn source_name(p: &Option<PathBuf>) -> String {
-    p.as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "prepare-root.conf".into())
+    #[error("{}:{line}: [root] transient-ro: Cannot set both root.transient and root.transient-ro", file.display())]
+    TransientConflict { file: PathBuf, line: usize },
 }
 
 /// The contents of prepare-root.conf, validated, before the kernel command line.
@@ -146,7 +140,8 @@ impl PrepareRootConfig {
         let transient_ro = kf.get_bool("root", "transient-ro")?.unwrap_or(false);
         if transient && transient_ro {
             return Err(ConfigError::TransientConflict {
-                file: cfg.source.clone(),
+                file: kf.source().to_path_buf(),
+                line: kf.line_of("root", "transient-ro").unwrap_or_default(),
             });
         }
         cfg.root_transient = transient || transient_ro;
@@ -357,7 +352,7 @@ mod tests {
         let e = cfg("[root]\ntransient=true\ntransient-ro=true\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "/usr/lib/ostree/prepare-root.conf: Cannot set both root.transient and root.transient-ro"
+            "/usr/lib/ostree/prepare-root.conf:3: [root] transient-ro: Cannot set both root.transient and root.transient-ro"
         );
         // Both set false is fine.
         assert!(cfg("[root]\ntransient=false\ntransient-ro=false\n").is_ok());
