@@ -153,7 +153,7 @@ impl PrepareRootConfig {
             cfg.composefs = match raw {
                 "signed" => ComposefsMode::Signed,
                 "verity" => ComposefsMode::Verity,
-                _ => ComposefsMode::parse_tristate(raw.trim_matches(g_space))
+                _ => ComposefsMode::parse_tristate(raw.trim_matches(crate::keyfile::g_space))
                     .ok_or_else(|| kf.invalid_value("composefs", "enabled", ENABLED_EXPECTED))?,
             };
         }
@@ -164,10 +164,6 @@ impl PrepareRootConfig {
         cfg.sysroot_readonly = kf.get_bool("sysroot", "readonly")?;
         Ok(cfg)
     }
-}
-
-fn g_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\u{0b}' | '\u{0c}' | '\r')
 }
 
 /// The effective configuration: the file, then the kernel command line, then defaults.

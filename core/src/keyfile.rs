@@ -75,9 +75,10 @@ pub struct KeyFile {
     ini: Ini,
 }
 
-/// GLib's `g_ascii_isspace`: unlike `u8::is_ascii_whitespace` it includes `\v`.
-fn g_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\u{0b}' | '\u{0c}' | '\r')
+/// GLib's `g_ascii_isspace`: space, `\t`, `\n`, `\f`, `\r`. Not `\v`: GLib 2.74 keeps
+/// vertical tabs in key names and values (checked against libglib).
+pub(crate) fn g_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{0c}' | '\r')
 }
 
 /// `g_key_file_is_group_name`: non-empty, no `[`, `]` or ASCII control characters.
@@ -361,6 +362,18 @@ impl KeyFile {
         &self.groups
     }
 
+    /// The keys of `group`, sorted.
+    pub fn keys(&self, group: &str) -> Vec<&str> {
+        let mut k: Vec<&str> = self
+            .entries
+            .keys()
+            .filter(|(g, _)| g == group)
+            .map(|(_, k)| k.as_str())
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
     pub fn has_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g == group)
     }
@@ -596,6 +609,21 @@ mod tests {
     fn indented_comments_and_groups() {
         let kf = p("  # c\n\t[g]\n  k = v\n").unwrap();
         assert_eq!(kf.get("g", "k"), Some("v"));
+    }
+
+    #[test]
+    fn vertical_tab_is_not_whitespace_to_glib() {
+        // Found by comparing with libglib 2.74 on the fuzz corpus.
+        let kf = p("[g]\nk= \u{b}v\u{b}\na\u{b}=1\n").unwrap();
+        assert_eq!(kf.get("g", "k"), Some("\u{b}v\u{b}"));
+        assert_eq!(kf.get("g", "a\u{b}"), Some("1"));
+        assert!(kf.get_bool("g", "a\u{b}").unwrap().is_some());
+        perr("\u{b}\n");
+        let kf = p("[g]\n\u{b}k=v\n").unwrap();
+        assert_eq!(kf.get("g", "\u{b}k"), Some("v"));
+        let kf = p("[g]\nb=true\u{b}\nc=true\u{c}\n").unwrap();
+        assert!(kf.get_bool("g", "b").is_err());
+        assert_eq!(kf.get_bool("g", "c").unwrap(), Some(true));
     }
 
     #[test]
