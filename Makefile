@@ -53,6 +53,19 @@ check: setup lint test vm-test
 demo: setup release
 	bash scripts/demo.sh
 
+# Fuzzing (cargo-fuzz, stable toolchain through RUSTC_BOOTSTRAP). New inputs go to a
+# scratch corpus; the committed seeds in fuzz/corpus/<target> are only read.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= keyfile cmdline
+FUZZ_WORK ?= $(CARGO_TARGET_DIR)/fuzz-corpus
+fuzz:
+	SETUP_FUZZ=1 bash scripts/setup.sh
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_WORK)/$$t && \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t $(FUZZ_WORK)/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
+
 clean:
 	$(CARGO) clean
 
