@@ -67,6 +67,31 @@ fn build_source(src: &Path) {
     copy_some(Path::new("/usr/share"), src, &mut budget);
     assert!(budget < 1000, "/usr/share has too few files for this test");
 
+    // Names that sort around "." and "..", and a root entry that replaces a stub
+    // whiteout: the kernel looks names up by binary search, so the order must be exact.
+    for name in [".#lock", "-dash", "!bang", ".-dot-dash", "..."] {
+        std::fs::write(
+            src.join(name),
+            format!("{name} is a file whose name sorts near the dot entries\n"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir(src.join("ab")).unwrap();
+    std::fs::write(
+        src.join("ab/inside"),
+        b"replaces the stub whiteout named ab\n",
+    )
+    .unwrap();
+    std::fs::create_dir(src.join("deep")).unwrap();
+    for i in 0..400 {
+        // Enough entries for a directory spanning several blocks.
+        std::fs::write(
+            src.join(format!("deep/entry-with-a-longish-name-{i:04}")),
+            [b'x'; 70],
+        )
+        .unwrap();
+    }
+
     let x = src.join("zz-test");
     std::fs::create_dir(&x).unwrap();
     std::fs::write(x.join("empty"), b"").unwrap();
