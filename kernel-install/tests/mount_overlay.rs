@@ -41,10 +41,10 @@ fn copy_some(from: &Path, to: &Path, budget: &mut usize) {
                 copy_some(&src, &dst, budget);
             }
         } else if md.file_type().is_symlink() {
-            if let Ok(t) = std::fs::read_link(&src) {
-                if std::os::unix::fs::symlink(t, &dst).is_ok() {
-                    *budget -= 1;
-                }
+            if let Ok(t) = std::fs::read_link(&src)
+                && std::os::unix::fs::symlink(t, &dst).is_ok()
+            {
+                *budget -= 1;
             }
         } else if md.is_file() && md.len() < 4 << 20 && std::fs::copy(&src, &dst).is_ok() {
             *budget -= 1;
@@ -125,7 +125,7 @@ fn build_source(src: &Path) {
     chown(&x.join("just65"), 100_000, 100_001); // needs an extended inode
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &x.join("fifo"),
+        x.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
@@ -133,7 +133,7 @@ fn build_source(src: &Path) {
     .unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &x.join("null-dev"),
+        x.join("null-dev"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::from_raw_mode(0o666),
         rustix::fs::makedev(1, 3),
@@ -168,7 +168,7 @@ fn build_source(src: &Path) {
     };
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &x.join("big"),
+        x.join("big"),
         &t,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )

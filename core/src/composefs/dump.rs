@@ -381,13 +381,13 @@ impl Parser {
             .map_err(|m| e(format!("payload: {m}")))?
             .map(cstr);
         let content = unescape_optional(content_f).map_err(|m| e(format!("content: {m}")))?;
-        if let Some(c) = &content {
-            if c.len() as u64 != size {
-                return Err(e(format!(
-                    "invalid content size {}, must match size {size}",
-                    c.len()
-                )));
-            }
+        if let Some(c) = &content
+            && c.len() as u64 != size
+        {
+            return Err(e(format!(
+                "invalid content size {}, must match size {size}",
+                c.len()
+            )));
         }
         let digest = match unescape_optional(digest_f).map_err(|m| e(format!("digest: {m}")))? {
             None => None,
@@ -446,14 +446,14 @@ impl Parser {
             node.payload = Some(target);
         } else {
             node.size = size;
-            if let Some(p) = &payload {
-                if p.len() > MAX_PAYLOAD {
-                    return Err(e(format!(
-                        "{}: payload of {} bytes is longer than {MAX_PAYLOAD}",
-                        show(&path),
-                        p.len()
-                    )));
-                }
+            if let Some(p) = &payload
+                && p.len() > MAX_PAYLOAD
+            {
+                return Err(e(format!(
+                    "{}: payload of {} bytes is longer than {MAX_PAYLOAD}",
+                    show(&path),
+                    p.len()
+                )));
             }
             node.payload = payload;
             if let Some(c) = content {
@@ -812,6 +812,13 @@ fn is_secondary_entry(tree: &Tree, parent: NodeId, name: &[u8], id: NodeId) -> b
             .any(|(p, n)| *p == parent && n == name)
 }
 
+/// (directory, its path, the rest of its entries)
+type WalkFrame<'a> = (
+    NodeId,
+    Vec<u8>,
+    std::collections::btree_map::Iter<'a, Vec<u8>, NodeId>,
+);
+
 impl Tree {
     /// Every entry depth-first in name order: `(path, parent, name, id)`, the root
     /// first as `/` (its own parent, empty name). Iterative: trees from untrusted input
@@ -820,11 +827,8 @@ impl Tree {
         let mut out = Vec::with_capacity(self.nodes.len());
         out.push((b"/".to_vec(), ROOT, Vec::new(), ROOT));
         // Stack of (directory id, its path, iterator position).
-        let mut stack: Vec<(
-            NodeId,
-            Vec<u8>,
-            std::collections::btree_map::Iter<'_, Vec<u8>, NodeId>,
-        )> = vec![(ROOT, Vec::new(), self.nodes[ROOT].children.iter())];
+        let mut stack: Vec<WalkFrame<'_>> =
+            vec![(ROOT, Vec::new(), self.nodes[ROOT].children.iter())];
         let mut on_stack = vec![false; self.nodes.len()];
         on_stack[ROOT] = true;
         while let Some((dir, dpath, it)) = stack.last_mut() {

@@ -455,13 +455,13 @@ fn new_inode<'a>(
                 size = c.len() as u64;
             }
         }
-        if let Some(p) = payload {
-            if p.len() > MAX_PAYLOAD {
-                return Err(bad(format!(
-                    "payload of {} bytes is longer than {MAX_PAYLOAD}",
-                    p.len()
-                )));
-            }
+        if let Some(p) = payload
+            && p.len() > MAX_PAYLOAD
+        {
+            return Err(bad(format!(
+                "payload of {} bytes is longer than {MAX_PAYLOAD}",
+                p.len()
+            )));
         }
     }
     if ty == mode::S_IFREG
@@ -852,10 +852,10 @@ fn serialize(inodes: &mut [Inode<'_>], version: u32) -> Vec<u8> {
                     iu = ((current_end / BLOCK_SIZE) as u32).to_le_bytes();
                     current_end += BLOCK_SIZE * ino.n_blocks;
                 }
-                if ty != mode::S_IFDIR {
-                    if let Some(f) = chunk_format {
-                        iu[..2].copy_from_slice(&f.to_le_bytes());
-                    }
+                if ty != mode::S_IFDIR
+                    && let Some(f) = chunk_format
+                {
+                    iu[..2].copy_from_slice(&f.to_le_bytes());
                 }
             }
             _ => {}
@@ -909,10 +909,8 @@ fn serialize(inodes: &mut [Inode<'_>], version: u32) -> Vec<u8> {
         }
         match ty {
             mode::S_IFDIR => write_dirents(&mut out, ino, &nids, &types, false),
-            mode::S_IFLNK => {
-                if ino.n_blocks == 0 {
-                    out.extend_from_slice(ino.payload.unwrap_or_default());
-                }
+            mode::S_IFLNK if ino.n_blocks == 0 => {
+                out.extend_from_slice(ino.payload.unwrap_or_default());
             }
             mode::S_IFREG if ino.tail > 0 => match ino.content {
                 Some(c) => out.extend_from_slice(&c[c.len() - ino.tail as usize..]),
