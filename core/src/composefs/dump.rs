@@ -279,6 +279,9 @@ struct Parser {
     fixups: Vec<Fixup>,
     /// Placeholders of hardlink entries, resolved once every line is read.
     placeholders: HashMap<NodeId, usize>,
+    /// The parent directory of the previous line: dumps list siblings together, so
+    /// most lines skip the walk from the root.
+    last_parent: Option<(Vec<u8>, NodeId)>,
 }
 
 /// Parses a dump file into a tree. `strict` adds upstream's `CFS_PARSE_STRICT` checks.
@@ -288,6 +291,7 @@ pub fn parse(text: &[u8], strict: bool) -> Result<Tree, DumpError> {
         strict,
         fixups: Vec::new(),
         placeholders: HashMap::new(),
+        last_parent: None,
     };
     let mut rest = text;
     let mut lineno = 0;
@@ -525,29 +529,45 @@ impl Parser {
         };
         // Upstream's lookup_parent_path: leading slashes are skipped at each level and
         // the last component is the name, even when empty.
-        let mut parent = ROOT;
-        let mut p = path;
-        loop {
-            while let [b'/', r @ ..] = p {
-                p = r;
-            }
-            match p.iter().position(|&b| b == b'/') {
-                None => break,
-                Some(i) => {
-                    let comp = &p[..i];
-                    parent = match tree.node(parent).children.get(comp) {
-                        Some(&c) => c,
-                        None => {
-                            return Err(err(
-                                n,
-                                format!("parent directory missing for {}", show(path)),
-                            ));
+        // A plain path ("/a/b/c": one slash between components, none at the end) splits
+        // at its last slash; others take upstream's walk below.
+        let simple = path.first() == Some(&b'/')
+            && path.last() != Some(&b'/')
+            && !path.windows(2).any(|w| w == b"//");
+        let split = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        let cached = match &self.last_parent {
+            Some((prefix, id)) if simple && prefix.as_slice() == &path[..split] => Some(*id),
+            _ => None,
+        };
+        let (parent, p) = match cached {
+            Some(id) => (id, &path[split + 1..]),
+            None => {
+                let mut parent = ROOT;
+                let mut p = path;
+                loop {
+                    while let [b'/', r @ ..] = p {
+                        p = r;
+                    }
+                    match p.iter().position(|&b| b == b'/') {
+                        None => break,
+                        Some(i) => {
+                            let comp = &p[..i];
+                            parent = match tree.node(parent).children.get(comp) {
+                                Some(&c) => c,
+                                None => {
+                                    return Err(err(
+                                        n,
+                                        format!("parent directory missing for {}", show(path)),
+                                    ));
+                                }
+                            };
+                            p = &p[i..];
                         }
-                    };
-                    p = &p[i..];
+                    }
                 }
+                (parent, p)
             }
-        }
+        };
         let name = p.to_vec();
         if !tree.node(parent).is_dir() || self.placeholders.contains_key(&parent) {
             return Err(err(
@@ -557,6 +577,9 @@ impl Parser {
         }
         if name == b"." || name == b".." {
             return Err(err(n, format!("invalid . or .. in path: {}", show(path))));
+        }
+        if simple && cached.is_none() {
+            self.last_parent = Some((path[..split].to_vec(), parent));
         }
         match tree.add(parent, &name, node) {
             Ok(id) => Ok((id, parent, name)),
