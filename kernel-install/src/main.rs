@@ -1,10 +1,28 @@
 use clap::Parser;
 
+mod cmd;
+
 /// Builds composefs images for ostree, signs commits and writes deployments.
 #[derive(Parser)]
 #[command(name = "ostree-composefs", version)]
-enum Cli {}
+enum Cli {
+    Mkcomposefs(cmd::repo_image::Args),
+    CommitMetadata(cmd::commit_metadata::Args),
+    Keygen(cmd::keygen::Args),
+    Sign(cmd::sign::Args),
+    Verify(cmd::verify::Args),
+}
 
 fn main() {
-    let _ = Cli::parse();
+    let res = match Cli::parse() {
+        Cli::Mkcomposefs(a) => cmd::repo_image::run_args(a),
+        Cli::CommitMetadata(a) => cmd::commit_metadata::run(a),
+        Cli::Keygen(a) => cmd::keygen::run(a),
+        Cli::Sign(a) => cmd::sign::run(a),
+        Cli::Verify(a) => cmd::verify::run(a),
+    };
+    if let Err(e) = res {
+        eprintln!("ostree-composefs: {e:#}");
+        std::process::exit(1);
+    }
 }
