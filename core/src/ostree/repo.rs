@@ -163,10 +163,11 @@ fn keyfile_get(text: &str, group: &str, key: &str) -> Option<String> {
             in_group = rest.trim_end().strip_suffix(']') == Some(group);
             continue;
         }
-        if in_group && let Some((k, v)) = line.split_once('=') {
-            if k.trim_end() == key {
-                found = Some(v.trim().to_string());
-            }
+        if in_group
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim_end() == key
+        {
+            found = Some(v.trim().to_string());
         }
     }
     found
@@ -348,7 +349,8 @@ impl Repo {
     /// Whether `rev` names a ref (as opposed to a checksum): the ref [`Repo::set_ref`]
     /// would move.
     pub fn is_ref(&self, rev: &str) -> bool {
-        !(rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit())) && !rev.contains('^')
+        let checksum = rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+        !checksum && !rev.contains('^')
     }
 
     /// All refs: local ones by name, remote ones as `remote:name`, sorted.
