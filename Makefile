@@ -10,7 +10,8 @@ CARGO_TARGET_DIR ?= $(CURDIR)/target
 export CARGO_TARGET_DIR
 RELEASE_DIR := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all setup build release check lint test demo vm-test bench fuzz clean
+.PHONY: all setup build release check lint test demo vm-test bench fuzz clean \
+	install uninstall man bench-generator
 
 all: release
 
@@ -38,3 +39,93 @@ demo: setup release
 
 clean:
 	$(CARGO) clean
+
+# Benchmarks print ratios against references measured in the same run.
+bench:
+	$(CARGO) run --release -p ostree-composefs-bench
+
+# Each fuzz target for FUZZ_SECONDS (cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP).
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta
+fuzz:
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+# ---------------------------------------------------------------------------------------
+# Installation.
+#
+# Everything lands under $(PREFIX) (default /usr), inside $(DESTDIR). The systemd
+# directories come from systemd.pc with its prefixes redefined to $(PREFIX): Debian 12's
+# systemd.pc has rootprefix="" and would otherwise send units to /lib/systemd/system while
+# the binaries go to /usr/lib. With merged /usr both are the same place, and /usr/lib is
+# the path ostree's units, dracut and the generator's dependency links use. Without
+# pkg-config the same paths are spelled out. dracut only reads modules from
+# /usr/lib/dracut/modules.d, so PREFIX=/usr is the one that boots.
+#
+# Binaries are taken from $(RELEASE_DIR) (run `make release` first); install never
+# builds, so it can run as root on a tree built by a user.
+sysconfdir ?= /etc
+PKG_CONFIG ?= pkg-config
+sd_var = $(shell $(PKG_CONFIG) --define-variable=prefix=$(PREFIX) \
+	--define-variable=rootprefix=$(PREFIX) --define-variable=root_prefix=$(PREFIX) \
+	--variable=$(1) systemd 2>/dev/null)
+systemdsystemunitdir ?= $(or $(call sd_var,systemdsystemunitdir),$(PREFIX)/lib/systemd/system)
+systemdsystemgeneratordir ?= $(or $(call sd_var,systemdsystemgeneratordir),$(PREFIX)/lib/systemd/system-generators)
+tmpfilesdir ?= $(or $(call sd_var,tmpfilesdir),$(PREFIX)/lib/tmpfiles.d)
+bindir ?= $(PREFIX)/bin
+libostreedir ?= $(PREFIX)/lib/ostree
+dracutmoduledir ?= $(PREFIX)/lib/dracut/modules.d/50ostree
+dracutconfdir ?= $(sysconfdir)/dracut.conf.d
+kernelinstalldir ?= $(PREFIX)/lib/kernel
+mandir ?= $(PREFIX)/share/man
+# ostree's --with-dracut=yesbutnoconf: set to no to leave /etc/dracut.conf.d alone.
+INSTALL_DRACUT_CONF ?= yes
+
+MAN_SRC := $(wildcard man/*.[0-9].md)
+MAN_OUT := $(patsubst man/%.md,build/man/%,$(MAN_SRC))
+KERNEL_INSTALL_PLUGINS := $(wildcard units/kernel-install/*.install)
+UNITS := ostree-prepare-root.service ostree-remount.service
+
+# 'dest|mode|source', one per installed file; uninstall removes exactly these.
+entry = '$(1)|$(2)|$(3)'
+INSTALL_FILES := \
+	$(call entry,$(libostreedir)/ostree-prepare-root,755,$(RELEASE_DIR)/ostree-prepare-root) \
+	$(call entry,$(libostreedir)/ostree-remount,755,$(RELEASE_DIR)/ostree-remount) \
+	$(call entry,$(systemdsystemgeneratordir)/ostree-system-generator,755,$(RELEASE_DIR)/ostree-system-generator) \
+	$(call entry,$(bindir)/ostree-composefs,755,$(RELEASE_DIR)/ostree-composefs) \
+	$(foreach u,$(UNITS),$(call entry,$(systemdsystemunitdir)/$(u),644,units/$(u))) \
+	$(call entry,$(tmpfilesdir)/ostree-tmpfiles.conf,644,units/tmpfiles.d/ostree-tmpfiles.conf) \
+	$(call entry,$(dracutmoduledir)/module-setup.sh,755,units/dracut/50ostree/module-setup.sh) \
+	$(call entry,$(kernelinstalldir)/install.conf,644,units/kernel/install.conf) \
+	$(foreach p,$(KERNEL_INSTALL_PLUGINS),$(call entry,$(kernelinstalldir)/install.d/$(notdir $(p)),755,$(p))) \
+	$(foreach m,$(MAN_OUT),$(call entry,$(mandir)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)),644,$(m))) \
+	$(if $(filter yes,$(INSTALL_DRACUT_CONF)),$(call entry,$(dracutconfdir)/ostree.conf,644,units/dracut/ostree.conf))
+
+# Directories that belong to us alone: uninstall removes them once empty.
+OWN_DIRS := $(dracutmoduledir) $(libostreedir)
+
+man: $(MAN_OUT)
+
+build/man/%: man/%.md
+	@mkdir -p build/man
+	go-md2man -in $< -out $@
+
+install: man
+	@set -e; for e in $(INSTALL_FILES); do \
+		IFS='|' read -r dest mode src <<<"$$e"; \
+		[ -f "$$src" ] || { echo "install: $$src is missing (run 'make release' first)" >&2; exit 1; }; \
+		echo "  INSTALL $(DESTDIR)$$dest"; \
+		install -D -m "$$mode" "$$src" "$(DESTDIR)$$dest"; \
+	done
+
+uninstall:
+	@set -e; for e in $(INSTALL_FILES); do \
+		IFS='|' read -r dest mode src <<<"$$e"; \
+		if [ -e "$(DESTDIR)$$dest" ] || [ -L "$(DESTDIR)$$dest" ]; then \
+			echo "  RM      $(DESTDIR)$$dest"; rm -f "$(DESTDIR)$$dest"; fi; \
+	done; \
+	for d in $(OWN_DIRS); do [ ! -d "$(DESTDIR)$$d" ] || rmdir --ignore-fail-on-non-empty "$(DESTDIR)$$d"; done
+
+# The generator's median run time on a composefs real-root input, against `true`.
+bench-generator:
+	$(CARGO) bench -p ostree-system-generator --bench generator

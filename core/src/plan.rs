@@ -221,7 +221,9 @@ pub fn plan(
 
     let using_composefs = match cfg.composefs {
         ComposefsMode::No => false,
-        ComposefsMode::Maybe => facts.has_composefs_image,
+        // maybe with verity still required (file `verity`, karg `maybe`) must not fall
+        // back to an unverified bind mount: it needs the image like `verity` does.
+        ComposefsMode::Maybe if !cfg.require_verity => facts.has_composefs_image,
         mode => {
             if !facts.has_composefs_image {
                 return Err(PlanError::MissingImage {
@@ -794,7 +796,7 @@ mod tests {
         }
         let composefs = match mode {
             "no" => false,
-            "maybe" => f.has_composefs_image,
+            "maybe" if !verity => f.has_composefs_image,
             _ if f.has_composefs_image => true,
             _ => return Err("missing image"),
         };

@@ -6,7 +6,9 @@ mod cmd;
 #[derive(Parser)]
 #[command(name = "ostree-composefs", version)]
 enum Cli {
-    Mkcomposefs(cmd::repo_image::Args),
+    Mkcomposefs(cmd::mkcomposefs::Args),
+    Dump(cmd::dump::Args),
+    Digest(cmd::digest::Args),
     CommitMetadata(cmd::commit_metadata::Args),
     Keygen(cmd::keygen::Args),
     Sign(cmd::sign::Args),
@@ -15,7 +17,9 @@ enum Cli {
 
 fn main() {
     let res = match Cli::parse() {
-        Cli::Mkcomposefs(a) => cmd::repo_image::run_args(a),
+        Cli::Mkcomposefs(a) => cmd::mkcomposefs::run(a),
+        Cli::Dump(a) => cmd::dump::run(a),
+        Cli::Digest(a) => cmd::digest::run(a),
         Cli::CommitMetadata(a) => cmd::commit_metadata::run(a),
         Cli::Keygen(a) => cmd::keygen::run(a),
         Cli::Sign(a) => cmd::sign::run(a),

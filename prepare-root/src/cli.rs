@@ -2,7 +2,9 @@
 //!
 //! `ostree-prepare-root SYSROOT [KERNEL_CMDLINE]` is upstream's interface (the second
 //! argument replaces `/proc/cmdline`, for tests). `--print-config [--config-root DIR]
-//! [--cmdline STRING]` prints the effective configuration and exits.
+//! [--cmdline STRING]` prints the effective configuration and exits. `--check [--sysroot
+//! DIR] [--config-root DIR] [--cmdline STRING] [DEPLOYMENT]` says whether a deployment
+//! would boot, without mounting anything.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::path::PathBuf;
 use ostree_boot::cmdline::Cmdline;
 use ostree_boot::config::RootConfig;
 
-pub const USAGE: &str = "usage: ostree-prepare-root SYSROOT [KERNEL_CMDLINE]\n       ostree-prepare-root --print-config [--config-root DIR] [--cmdline STRING]";
+pub const USAGE: &str = "usage: ostree-prepare-root SYSROOT [KERNEL_CMDLINE]\n       ostree-prepare-root --print-config [--config-root DIR] [--cmdline STRING]\n       ostree-prepare-root --check [--sysroot DIR] [--config-root DIR] [--cmdline STRING] [DEPLOYMENT]";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -19,6 +21,15 @@ pub enum Command {
     PrintConfig {
         config_root: PathBuf,
         cmdline: Option<String>,
+    },
+    /// Say whether `deployment` (default: the one the command line names) under
+    /// `sysroot` (default `/sysroot`) would boot with the configuration under
+    /// `config_root`.
+    Check {
+        sysroot: PathBuf,
+        config_root: PathBuf,
+        cmdline: Option<String>,
+        deployment: Option<String>,
     },
     /// Set up the deployment named on the command line as the root under `sysroot`.
     Prepare {
@@ -43,10 +54,17 @@ fn utf8(arg: OsString, what: &str) -> Result<String, UsageError> {
 /// Parses the arguments after the program name.
 pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().peekable();
-    if args.peek().is_some_and(|a| a == "--print-config") {
+    let mode = match args.peek() {
+        Some(a) if a == "--print-config" || a == "--check" => a.to_string_lossy().into_owned(),
+        _ => String::new(),
+    };
+    if !mode.is_empty() {
         args.next();
+        let check = mode == "--check";
         let mut config_root = PathBuf::from("/");
+        let mut sysroot = PathBuf::from("/sysroot");
         let mut cmdline = None;
+        let mut deployment = None;
         while let Some(a) = args.next() {
             let a = utf8(a, "argument")?;
             let (opt, inline) = match a.split_once('=') {
@@ -65,12 +83,23 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, U
             match opt.as_str() {
                 "--config-root" => config_root = PathBuf::from(value("--config-root")?),
                 "--cmdline" => cmdline = Some(value("--cmdline")?),
+                "--sysroot" if check => sysroot = PathBuf::from(value("--sysroot")?),
+                o if check && !o.starts_with('-') && deployment.is_none() => deployment = Some(a),
                 _ => return Err(UsageError(format!("unknown argument '{a}'"))),
             }
         }
-        return Ok(Command::PrintConfig {
-            config_root,
-            cmdline,
+        return Ok(if check {
+            Command::Check {
+                sysroot,
+                config_root,
+                cmdline,
+                deployment,
+            }
+        } else {
+            Command::PrintConfig {
+                config_root,
+                cmdline,
+            }
         });
     }
     let sysroot = args
@@ -154,6 +183,40 @@ mod tests {
         assert!(parse(&["--print-config", "--config-root"]).is_err());
         assert!(parse(&["--print-config", "--bogus"]).is_err());
         assert!(parse(&["--print-config", "extra"]).is_err());
+    }
+
+    #[test]
+    fn check_args() {
+        assert_eq!(
+            parse(&["--check"]),
+            Ok(Command::Check {
+                sysroot: "/sysroot".into(),
+                config_root: "/".into(),
+                cmdline: None,
+                deployment: None
+            })
+        );
+        assert_eq!(
+            parse(&[
+                "--check",
+                "--sysroot",
+                "/s",
+                "--config-root=/r",
+                "--cmdline",
+                "ostree=/x",
+                "ostree/deploy/os/deploy/abc.0"
+            ]),
+            Ok(Command::Check {
+                sysroot: "/s".into(),
+                config_root: "/r".into(),
+                cmdline: Some("ostree=/x".into()),
+                deployment: Some("ostree/deploy/os/deploy/abc.0".into())
+            })
+        );
+        assert!(parse(&["--check", "a", "b"]).is_err());
+        assert!(parse(&["--check", "--bogus"]).is_err());
+        assert!(parse(&["--check", "--sysroot"]).is_err());
+        assert!(parse(&["--print-config", "--sysroot", "/s"]).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod dump;
 pub mod format;
+pub mod fromdir;
 pub mod reader;
 pub mod tree;
 pub mod writer;

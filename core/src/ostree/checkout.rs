@@ -67,11 +67,10 @@ pub trait DigestSource {
 pub struct SystemDigests;
 
 impl DigestSource for SystemDigests {
-    fn measure(&self, _file: &File) -> Option<[u8; 32]> {
-        // FS_IOC_MEASURE_VERITY comes with `fsverity::ioctl` (being merged); until then
-        // every object is hashed in userspace, which gives the same digest for `Yes`
-        // and none for `Maybe`, as on a filesystem without fs-verity.
-        None
+    fn measure(&self, file: &File) -> Option<[u8; 32]> {
+        // Any failure (no fs-verity here, not enabled, another algorithm) means "not
+        // measured": ostree then hashes the content itself for `Yes`.
+        crate::fsverity::ioctl::measure(file).ok().flatten()
     }
     fn digest_files(&self, paths: &[PathBuf]) -> Vec<io::Result<[u8; 32]>> {
         crate::fsverity::digest::digest_files_parallel(paths)

@@ -1,5 +1,5 @@
-//! `ostree-composefs mkcomposefs --repo REPO REV OUT [--no-verity]`: the `.ostree.cfs`
-//! image of a commit, byte-identical to `ostree checkout --composefs`, and its fs-verity
+//! `ostree-composefs mkcomposefs --repo REPO REV OUT [--no-verity]` (the `--repo` form of
+//! [`super::mkcomposefs`]): the `.ostree.cfs` image of a commit, byte-identical to `ostree checkout --composefs`, and its fs-verity
 //! digest on standard output.
 
 use anyhow::{Context, Result, bail};
@@ -7,22 +7,7 @@ use ostree_boot::fsverity::digest;
 use ostree_boot::ostree::checkout::{Verity, commit_tree, write_image};
 use ostree_boot::ostree::objects::Checksum;
 use ostree_boot::ostree::repo::Repo;
-use std::path::{Path, PathBuf};
-
-/// Writes the composefs image of an ostree commit and prints its fs-verity digest.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// The ostree repository (bare, bare-user or bare-user-only).
-    #[arg(long, value_name = "REPO")]
-    pub repo: PathBuf,
-    /// Record no fs-verity digests of the objects (`--composefs-noverity`).
-    #[arg(long)]
-    pub no_verity: bool,
-    /// A ref, `remote:ref` or commit checksum.
-    pub rev: String,
-    /// The image to write (replaced atomically, mode 0644).
-    pub output: PathBuf,
-}
+use std::path::Path;
 
 /// The image of `commit` and its fs-verity digest. With verity, a digest already in the
 /// commit's metadata must match, as ostree checks at deploy.
@@ -59,8 +44,4 @@ pub fn run(repo: &Path, rev: &str, output: &Path, no_verity: bool) -> Result<()>
     Repo::write_atomic(output, &image, 0o644)?;
     println!("{}", hex::encode(d));
     Ok(())
-}
-
-pub fn run_args(a: Args) -> Result<()> {
-    run(&a.repo, &a.rev, &a.output, a.no_verity)
 }

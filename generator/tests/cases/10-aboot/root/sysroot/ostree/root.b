@@ -1,0 +1,1 @@
+deploy/android-os/deploy/abc.0
