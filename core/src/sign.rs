@@ -288,15 +288,15 @@ pub struct DeployCommit {
 /// Why a deployment's commit could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployCommitError {
-    #[error("Error loading signatures from repo: {path}: {source}")]
+    #[error("Error loading signatures from repo: {path}: {err}")]
     Io {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
-    #[error("Error loading signatures from repo: {path}: {source}")]
+    #[error("Error loading signatures from repo: {path}: {err}")]
     Object {
         path: std::path::PathBuf,
-        source: crate::ostree::objects::ObjectError,
+        err: crate::ostree::objects::ObjectError,
     },
     #[error("deployment directory name {0:?} does not start with a commit checksum")]
     BadDeployName(String),
@@ -306,9 +306,9 @@ fn read_opt(path: &std::path::Path) -> Result<Option<Vec<u8>>, DeployCommitError
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(DeployCommitError::Io {
+        Err(err) => Err(DeployCommitError::Io {
             path: path.to_path_buf(),
-            source,
+            err,
         }),
     }
 }
@@ -322,8 +322,7 @@ fn load_loose(
     let Some(bytes) = read_opt(&p)? else {
         return Ok(None);
     };
-    let commit =
-        Commit::parse(&bytes).map_err(|source| DeployCommitError::Object { path: p, source })?;
+    let commit = Commit::parse(&bytes).map_err(|err| DeployCommitError::Object { path: p, err })?;
     Ok(Some(LoadedCommit {
         checksum: *csum,
         bytes,
@@ -357,7 +356,7 @@ pub fn load_commit_for_deploy(
     ));
     let main = load_loose(&objects, &csum)?.ok_or_else(|| DeployCommitError::Io {
         path: p,
-        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        err: std::io::Error::from(std::io::ErrorKind::NotFound),
     })?;
     let main_meta = load_meta(&objects, &csum)?;
     let base = match bootc_base_commit(&main.commit) {

@@ -466,3 +466,37 @@ fn sign_and_verify_with_openssl_and_tampering() {
         .contains("no public keys")
     );
 }
+
+#[test]
+fn outputs_may_be_bare_file_names() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = test_repo(d.path());
+    let o = Command::new(BIN)
+        .current_dir(d.path())
+        .args([
+            "mkcomposefs",
+            "--repo",
+            repo.to_str().unwrap(),
+            "test2",
+            "rel.cfs",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        sha256_file(&d.path().join("rel.cfs")),
+        "031fab2c7f390b752a820146dc89f6880e5739cba7490f64024e0c7d11aad7c9"
+    );
+    let o = Command::new(BIN)
+        .current_dir(d.path())
+        .args(["keygen", "--secret", "s.key", "--public", "p.key"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // No temporary files are left beside the outputs.
+    let names: Vec<String> = fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
+}

@@ -42,13 +42,13 @@ pub const FORCED_ROOT_DIRS: [&str; 5] = ["usr", "etc", "boot", "var", "sysroot"]
 pub enum CheckoutError {
     #[error(transparent)]
     Repo(#[from] RepoError),
-    #[error("{path}: {source}")]
-    Tree { path: String, source: TreeError },
-    #[error("{path}: fs-verity digest of {object}: {source}")]
+    #[error("{path}: {err}")]
+    Tree { path: String, err: TreeError },
+    #[error("{path}: fs-verity digest of {object}: {err}")]
     Digest {
         path: String,
         object: PathBuf,
-        source: io::Error,
+        err: io::Error,
     },
 }
 
@@ -173,7 +173,7 @@ pub fn commit_tree_with(
             tree.add(ROOT, d.as_bytes(), Node::directory(0o755))
                 .map_err(|e| CheckoutError::Tree {
                     path: format!("/{d}"),
-                    source: e,
+                    err: e,
                 })?;
         }
     }
@@ -190,10 +190,10 @@ pub fn commit_tree_with(
     }
     let paths: Vec<PathBuf> = compute.iter().map(|(_, p, _)| p.clone()).collect();
     for ((id, obj, path), d) in compute.into_iter().zip(digests.digest_files(&paths)) {
-        let d = d.map_err(|source| CheckoutError::Digest {
+        let d = d.map_err(|err| CheckoutError::Digest {
             path,
             object: obj,
-            source,
+            err,
         })?;
         tree.node_mut(id).digest = Some(d);
     }
