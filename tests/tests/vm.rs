@@ -1,0 +1,103 @@
+//! VM boot tests (tier 4): each case of `tests/vm/cases/` boots the test OS under qemu.
+//!
+//! They take minutes, so they only run with `OSTREE_VM_TESTS=1` (`make vm-test` and
+//! `make check` set it); otherwise each test returns at once. The cached build stages run
+//! once (`tests/vm/prepare.sh`) before the first case; cases then run on the test harness's
+//! threads, so `--test-threads=2` boots two VMs at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn enabled() -> bool {
+    std::env::var("OSTREE_VM_TESTS").is_ok_and(|v| v == "1")
+}
+
+fn vm_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vm")
+}
+
+/// Runs the cached build stages once for all cases; the error text is shared.
+fn prepared() -> Result<(), String> {
+    static PREPARED: OnceLock<Result<(), String>> = OnceLock::new();
+    PREPARED
+        .get_or_init(|| {
+            let status = Command::new("bash")
+                .arg(vm_dir().join("prepare.sh"))
+                .status()
+                .map_err(|e| format!("cannot run tests/vm/prepare.sh: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("tests/vm/prepare.sh failed: {status}"))
+            }
+        })
+        .clone()
+}
+
+fn run_case(name: &str) {
+    if !enabled() {
+        eprintln!("vm case {name}: skipped (set OSTREE_VM_TESTS=1 to boot it)");
+        return;
+    }
+    if let Err(e) = prepared() {
+        panic!("vm case {name}: {e}");
+    }
+    let out = Command::new("bash")
+        .arg(vm_dir().join("run-case.sh"))
+        .arg(name)
+        // One vCPU per VM: two VMs side by side beat one with two vCPUs on 2 cores.
+        .env("OSTREE_VM_SMP", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("vm case {name}: cannot run tests/vm/run-case.sh: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The PASS/FAIL line and its reasons, shown with --nocapture and on failure.
+    print!("{stdout}");
+    assert!(
+        out.status.success(),
+        "vm case {name} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+macro_rules! vm_cases {
+    ($($fn_name:ident => $case:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $fn_name() {
+                run_case($case);
+            }
+        )*
+
+        const CASES: &[&str] = &[$($case),*];
+    };
+}
+
+vm_cases! {
+    smoke => "smoke",
+    bad_bootlink => "bad-bootlink",
+    composefs_maybe_noimage => "composefs-maybe-noimage",
+    tamper_control_legacy => "tamper-control-legacy",
+}
+
+/// Every case file has a test here, so that a new case cannot be silently left out.
+#[test]
+fn every_case_file_has_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir(vm_dir().join("cases"))
+        .expect("tests/vm/cases is readable")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".case")
+                .map(str::to_owned)
+        })
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = CASES.iter().map(|s| (*s).to_owned()).collect();
+    listed.sort();
+    assert_eq!(
+        files, listed,
+        "tests/vm/cases/*.case and the vm_cases! list differ"
+    );
+}

@@ -1,0 +1,113 @@
+# The deploy step of the harness, in one place so that the deployer can be switched.
+# shellcheck shell=bash
+#
+# vm_deploy SYSROOT TREE VARIANT KARGS
+#   Makes SYSROOT (a directory that becomes the root of the disk) an ostree sysroot with
+#   stateroot $STATEROOT, commits TREE into its repo as $OSTREE_REF and deploys it with the
+#   kernel and initrd found in TREE/usr/lib/modules/<kver>/.
+#
+# Variants:
+#   legacy     the host's `ostree` CLI (Debian 12, 2022.7): no composefs image.
+#   composefs  then our kernel-install plugin (`kernel-install add` with layout=ostree)
+#              deploys the same commit again with `.ostree.cfs`; keep=1 drops the first.
+#   verity     the same; the verity pass (stages.sh) enables fs-verity afterwards.
+#   signed     the same, signing=transient: fresh key, public key appended to the initrd.
+#   signed2    two transient-signed deploys (keep=2): the older initrd carries another key;
+#              its initrd is kept as initrd-prev.img next to the disk.
+#   signedkey  signing=key with a key made here (KEYDIR/deploy.secret); KEYDIR/other.* is a
+#              second key. The initrd gets no key: cases add one (INITRD_KEY).
+# The plugin is the real thing as installed, driven by the host's kernel-install (systemd
+# 252) with its configuration roots pointed at temporary files.
+
+vm_deploy() {
+    local sysroot=$1 tree=$2 variant=$3 kargs=$4 keydir=${5:-} k
+    local -a karg_opts=()
+    for k in $kargs; do karg_opts+=("--karg=$k"); done
+    rm_sysroot "$sysroot"
+    mkdir -p "$sysroot"
+    ostree admin init-fs "$sysroot" >&2
+    ostree admin os-init "$STATEROOT" --sysroot="$sysroot" >&2
+    # ostree's own notion of a commit: the real CLI checks the tree the same way it would
+    # for any OS build.
+    ostree --repo="$sysroot/ostree/repo" commit --branch="$OSTREE_REF" \
+        --subject="ostree VM harness test OS" --tree=dir="$tree" >&2
+    ostree admin deploy --sysroot="$sysroot" --os="$STATEROOT" "${karg_opts[@]}" "$OSTREE_REF" >&2
+    case $variant in
+        legacy) ;;
+        composefs | verity) plugin_deploy "$sysroot" "$tree" none 1 "$kargs" ;;
+        signed) plugin_deploy "$sysroot" "$tree" transient 1 "$kargs" ;;
+        signedkey)
+            [ -n "$keydir" ] || die "signedkey needs a key directory"
+            gen_ed25519_key "$keydir" deploy
+            gen_ed25519_key "$keydir" other
+            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 1 "$kargs"
+            ;;
+        signed2)
+            plugin_deploy "$sysroot" "$tree" transient 2 "$kargs"
+            plugin_deploy "$sysroot" "$tree" transient 2 "$kargs"
+            ;;
+        *) die "unknown deploy variant '$variant'" ;;
+    esac
+}
+
+# plugin_deploy SYSROOT TREE SIGNING KEEP KARGS: `kernel-install add` of the tree's kernel
+# and initrd through our plugin, configured for SYSROOT.
+plugin_deploy() {
+    local sysroot=$1 tree=$2 signing=$3 keep=$4 kargs=$5 kv w
+    deployer_supports composefs || die "the kernel-install plugin (units/kernel-install, issue 8) is not there yet"
+    kv=$(kver)
+    w=$(mktemp -d)
+    mkdir -p "$w/kernel" "$w/ki/etc/ostree"
+    cp "$REPO_ROOT/units/kernel-install/install.conf" "$w/kernel/install.conf"
+    {
+        printf '[kernel-install]\nsysroot=%s\nstateroot=%s\nref=%s\nkargs=%s\nkeep=%s\n' \
+            "$sysroot" "$STATEROOT" "$OSTREE_REF" "$kargs" "$keep"
+        case $signing in
+            key:*) printf 'signing=key\nsigning-key=%s\n' "${signing#key:}" ;;
+            *) printf 'signing=%s\n' "$signing" ;;
+        esac
+    } >"$w/ki/etc/ostree/kernel-install.conf"
+    KERNEL_INSTALL_CONF_ROOT=$w/kernel BOOT_ROOT=$sysroot/boot \
+        MACHINE_ID=3e0484f3634a418b8e6a39e8828b03e3 \
+        KERNEL_INSTALL_PLUGINS=$REPO_ROOT/units/kernel-install/88-ostree-composefs.install \
+        OSTREE_COMPOSEFS=$RELEASE_DIR/ostree-composefs OSTREE_KERNEL_INSTALL_CONF_ROOT=$w/ki \
+        kernel-install --verbose add "$kv" "$tree/usr/lib/modules/$kv/vmlinuz" \
+        "$tree/usr/lib/modules/$kv/initramfs.img" >&2 ||
+        { rm -rf "$w"; die "kernel-install add (our plugin, signing=$signing) failed"; }
+    rm -rf "$w"
+}
+
+# gen_ed25519_key DIR NAME: DIR/NAME.secret in `ostree sign`'s format (base64 of the
+# 32-byte seed and the 32-byte public key) and DIR/NAME.pub (base64 public key), made with
+# openssl (the last 32 bytes of the DER encodings are the raw seed and key).
+gen_ed25519_key() {
+    local dir=$1 name=$2
+    mkdir -p "$dir"
+    openssl genpkey -algorithm ed25519 -outform DER -out "$dir/$name.der" 2>/dev/null
+    openssl pkey -inform DER -in "$dir/$name.der" -pubout -outform DER -out "$dir/$name.pub.der"
+    { tail -c 32 "$dir/$name.der"; tail -c 32 "$dir/$name.pub.der"; } | base64 -w0 >"$dir/$name.secret"
+    tail -c 32 "$dir/$name.pub.der" | base64 -w0 >"$dir/$name.pub"
+    echo >>"$dir/$name.pub"
+    rm -f "$dir/$name.der" "$dir/$name.pub.der"
+}
+
+# deployer_supports VARIANT: whether this checkout can make that variant.
+deployer_supports() {
+    case $1 in
+        legacy) return 0 ;;
+        *) [ -f "$REPO_ROOT/units/kernel-install/88-ostree-composefs.install" ] &&
+            [ -x "$RELEASE_DIR/ostree-composefs" ] &&
+            "$RELEASE_DIR/ostree-composefs" kernel-install --help >/dev/null 2>&1 ;;
+    esac
+}
+
+# bls_entry SYSROOT [N]: prints KEY=VALUE lines (linux, initrd, options) of the default
+# entry (the highest version, as bootloaders sort them), or the Nth from it.
+bls_entry() {
+    local sysroot=$1 nth=${2:-1} entry
+    entry=$(grep -H '^version ' "$sysroot"/boot/loader/entries/*.conf 2>/dev/null |
+        sort -t' ' -k2,2nr | sed -n "${nth}p" | cut -d: -f1)
+    [ -n "$entry" ] || die "no BLS entry under $sysroot/boot/loader/entries"
+    awk '$1 == "linux" || $1 == "initrd" || $1 == "options" {
+            k = $1; $1 = ""; sub(/^ /, ""); print k "=" $0 }' "$entry"
+}

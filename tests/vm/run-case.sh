@@ -1,0 +1,225 @@
+#!/bin/bash
+# Runs one VM test case: tests/vm/run-case.sh NAME (a file tests/vm/cases/NAME.case).
+# Prepares what the case needs (cached), boots it once or more, checks the outcome and
+# prints one line "PASS NAME ..." or "FAIL NAME: reason ..."; exit status 0 on PASS.
+# The console log of a failed case stays in build/vm/logs/NAME.log (and NAME.bootN.log).
+# See tests/vm/README.md for the case format.
+# shellcheck source=tests/vm/stages.sh
+. "$(dirname "$0")/stages.sh"
+
+# NAME, or a path to a case file elsewhere (the demo's lives in tests/vm/demo.case).
+if [ -f "${1:?usage: run-case.sh NAME|FILE.case}" ]; then
+    CASE_FILE=$(realpath "$1")
+    NAME=$(basename "$1" .case)
+else
+    NAME=$1
+    CASE_FILE=$VM_DIR/cases/$NAME.case
+fi
+[ -f "$CASE_FILE" ] || die "no case file $CASE_FILE"
+
+# --- case defaults, overridden by the case file ---
+DESCRIPTION=""
+VARIANT=legacy     # deployment variant: legacy | composefs | verity | signed
+REQUIRE_IMPL=""    # ours | upstream: the case only makes sense with that implementation
+KARGS_ADD=""       # appended to the deployment's kernel arguments
+KARGS_DROP=""      # regex; matching kernel arguments of the entry are removed
+PREPARE_ROOT_CONF="" # if set: /etc/ostree/prepare-root.conf in the initrd (appended cpio)
+INITRD_KEY=""      # signedkey variant: deploy | other: that public key goes into the initrd
+                   # at /etc/ostree/initramfs-root-binding.key (appended cpio)
+BOOTS=1            # boots in a row on the same disk (writes persist between them)
+EXPECT=boot        # boot: reaches the test service; refused: ends before the real root
+REFUSE_MESSAGE=""  # refused: regex the console must show (the reason of the refusal)
+tamper() { :; }          # called with DISK (raw copy, writable), SYSROOT (the deployed dir)
+tamper_initrd() { :; }   # alters INITRD (a copy of the deployment's), before the appended files
+guest_script() { :; }    # prints a script run in the guest (gets BOOT, OUT, IN)
+check() { :; }           # host-side checks after boot $BOOT, with the helpers below
+TAMPERS=0          # set to 1 by cases that define tamper(): the disk is copied, not overlaid
+
+# --- helpers for tamper(): edit the raw disk image offline (debugfs, dd), no mount ---
+# deployed PATH: the path on the disk of PATH inside the (first) deployment.
+deployed() {
+    local dep
+    dep=$(cd "$SYSROOT" && find "ostree/deploy/$STATEROOT/deploy" -mindepth 1 -maxdepth 1 -type d | LC_ALL=C sort | head -n1)
+    [ -n "$dep" ] || die "no deployment under $SYSROOT"
+    printf '/%s/%s\n' "$dep" "${1#/}"
+}
+# object_of PATH: the repo object (path on the disk) that a deployed file is a hardlink of.
+object_of() {
+    local f obj
+    f=$SYSROOT$(deployed "$1")
+    obj=$(find "$SYSROOT/ostree/repo/objects" -samefile "$f" | head -n1)
+    [ -n "$obj" ] || die "no repo object shares the inode of $f"
+    printf '%s\n' "${obj#"$SYSROOT"}"
+}
+# disk_corrupt FSPATH [OFFSET]: overwrites bytes of a file's first data block in place,
+# under the filesystem's feet (what an offline attacker does to the disk).
+disk_corrupt() {
+    local blk
+    blk=$(debugfs -R "bmap $1 0" "$DISK" 2>/dev/null)
+    if ! [[ $blk =~ ^[0-9]+$ ]] || [ "$blk" -eq 0 ]; then die "debugfs found no data block for $1"; fi
+    printf 'TAMPERED BY THE OSTREE VM HARNESS' |
+        dd of="$DISK" bs=1 seek=$((blk * 4096 + ${2:-0})) conv=notrunc status=none
+}
+disk_rm() { debugfs -w -R "rm $1" "$DISK" >/dev/null 2>&1 || die "debugfs cannot remove $1"; }
+# disk_replace FSPATH HOSTFILE: a new inode with HOSTFILE's bytes (and no fs-verity).
+disk_replace() {
+    disk_rm "$1"
+    debugfs -w -f - "$DISK" >/dev/null 2>&1 <<DEBUGFS || die "debugfs cannot write $1"
+cd $(dirname "$1")
+write $2 $(basename "$1")
+DEBUGFS
+    debugfs -R "stat $1" "$DISK" 2>/dev/null | grep -q 'Inode:' || die "debugfs wrote no $1"
+}
+# shellcheck source=/dev/null
+. "$CASE_FILE"
+
+IMPL=$(vm_impl)
+if [ -n "$REQUIRE_IMPL" ] && [ "$REQUIRE_IMPL" != "$IMPL" ]; then
+    die "case $NAME needs OSTREE_VM_IMPL=$REQUIRE_IMPL (have $IMPL)"
+fi
+
+# --- helpers for check() ---
+FAILURES=()
+RES=""     # results dir of the current boot
+CONSOLE="" # console log of the current boot
+fail() { FAILURES+=("boot $BOOT: $*"); }
+fact() { if [ -f "$RES/$1" ]; then cat "$RES/$1"; else echo "<missing>"; fi; }
+expect_fact() {
+    local v
+    v=$(fact "$1")
+    [ "$v" = "$2" ] || fail "$1 is '$v', expected '$2'"
+}
+expect_fact_match() {
+    local v
+    v=$(fact "$1")
+    [[ $v =~ $2 ]] || fail "$1 is '$v', expected to match /$2/"
+}
+expect_console() { grep -aqE "$1" "$CONSOLE" || fail "console lacks /$1/"; }
+expect_no_console() { ! grep -aqE "$1" "$CONSOLE" || fail "console shows /$1/"; }
+# The standard facts of an ostree boot: the generator's /var, /run/ostree-booted, the
+# booted deployment in `ostree admin status`, no failed units.
+expect_ostree_boot() {
+    expect_fact ostree-admin-status-rc 0
+    grep -q '^\* ' "$RES/ostree-admin-status" 2>/dev/null || fail "ostree admin status shows no booted deployment"
+    [ "$(fact ostree-booted)" != missing ] || fail "/run/ostree-booted missing"
+    expect_fact active.var.mount active
+    expect_fact failed-units ""
+    expect_fact writable.var yes
+    expect_fact writable.etc yes
+    expect_fact canary "$CANARY_SHA256"
+}
+# sha256 of /usr/lib/ostree-vm-test/canary (stages.sh: install_guest_hooks).
+CANARY_SHA256=d1f32d6ff498d110bbc022b1a44b5e56254959768bda6dea3d8758b38d3c8c05
+
+# --- prepare (cached) ---
+t_prep=$(now)
+stage_kernel
+stage_base
+stage_tree "$IMPL"
+stage_disk "$IMPL" "$VARIANT"
+D=$CACHE/disk-$IMPL-$VARIANT
+W=$CACHE/run/$NAME
+rm -rf "$W"
+mkdir -p "$W"
+SYSROOT=$D/sysroot
+
+if [ "$TAMPERS" = 1 ]; then
+    DISK=$W/root.ext4
+    cp --sparse=always --reflink=auto "$D/root.ext4" "$DISK"
+    tamper
+    DISK_OPTS="file=$DISK,format=raw"
+else
+    # Writes go to an overlay that lives as long as the case: the base disk stays pristine
+    # and a second boot sees what the first wrote.
+    DISK=$W/root.qcow2
+    qemu-img create -q -f qcow2 -b "$D/root.ext4" -F raw "$DISK"
+    DISK_OPTS="file=$DISK,format=qcow2"
+fi
+
+INITRD=$W/initrd.img
+cp "$D/initrd.img" "$INITRD"
+tamper_initrd
+# The kernel unpacks concatenated cpio archives in order and a later member wins: files
+# appended here replace the initrd's own without rebuilding it.
+if [ -n "$PREPARE_ROOT_CONF" ]; then
+    mkdir -p "$W/overlay/etc/ostree"
+    printf '%s\n' "$PREPARE_ROOT_CONF" >"$W/overlay/etc/ostree/prepare-root.conf"
+fi
+if [ -n "$INITRD_KEY" ]; then
+    [ -f "$D/keys/$INITRD_KEY.pub" ] || die "INITRD_KEY=$INITRD_KEY: no $D/keys/$INITRD_KEY.pub (variant signedkey makes them)"
+    mkdir -p "$W/overlay/etc/ostree"
+    cp "$D/keys/$INITRD_KEY.pub" "$W/overlay/etc/ostree/initramfs-root-binding.key"
+fi
+if [ -d "$W/overlay" ]; then
+    (cd "$W/overlay" && find . | cpio -o -H newc --quiet) >>"$INITRD"
+fi
+
+OPTIONS=""
+read -ra entry_options <"$D/options"
+for a in "${entry_options[@]}"; do
+    if [ -n "$KARGS_DROP" ] && [[ $a =~ $KARGS_DROP ]]; then continue; fi
+    OPTIONS+="$a "
+done
+# rd.shell=0 rd.emergency=poweroff: an initrd failure powers the VM off instead of waiting
+# at an emergency shell until the timeout.
+APPEND="$OPTIONS$KARGS_ADD rd.shell=0 rd.emergency=poweroff systemd.show_status=auto"
+# A refusal happens in the initrd, whose journal is lost: show it on the console instead,
+# so that the reason (prepare-root's message) is in the log the case checks.
+[ "$EXPECT" = refused ] && APPEND+=" systemd.journald.forward_to_console=1"
+prep_s=$(since "$t_prep")
+
+# --- boot(s) ---
+# Disks at fixed PCI slots so that the root is always /dev/vda (the deployment's root=);
+# the harness's input and output disks are found by serial in the guest.
+LOG=$LOGS/$NAME.log
+: >"$LOG"
+TIMES=""
+for BOOT in $(seq 1 "$BOOTS"); do
+    RES=$W/results.$BOOT
+    CONSOLE=$W/console.$BOOT.log
+    mkdir -p "$RES" "$W/in.$BOOT"
+    guest_script >"$W/in.$BOOT/guest.sh"
+    printf '%s\n' "$BOOT" >"$W/in.$BOOT/boot"
+    tar -cf "$W/in.$BOOT.tar" -C "$W/in.$BOOT" .
+    truncate -s 16M "$W/out.$BOOT.img"
+    t=$(now)
+    rc=0
+    vm_boot "$CONSOLE" "$D/vmlinuz" "$INITRD" "$APPEND" \
+        -drive "$DISK_OPTS,if=none,id=root" \
+        -device virtio-blk-pci,drive=root,addr=0x4,serial=ostree-root \
+        -drive "file=$W/in.$BOOT.tar,format=raw,if=none,id=in,readonly=on" \
+        -device virtio-blk-pci,drive=in,addr=0x5,serial=vmtest-in \
+        -drive "file=$W/out.$BOOT.img,format=raw,if=none,id=out" \
+        -device virtio-blk-pci,drive=out,addr=0x6,serial=vmtest-out || rc=$?
+    wall=$(since "$t")
+    TIMES+="boot$BOOT=${wall}s "
+    { echo "===== $NAME boot $BOOT (qemu rc=$rc, ${wall}s)"; cat "$CONSOLE"; } >>"$LOG"
+    tar -xf "$W/out.$BOOT.img" -C "$RES" 2>/dev/null || true
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        fail "timed out after ${BOOT_TIMEOUT}s"
+    fi
+    case $EXPECT in
+        boot)
+            grep -aq 'OSTREE-VM-RESULT: done=1' "$CONSOLE" || fail "the test service did not finish"
+            [ -f "$RES/root" ] || fail "no results on the output disk"
+            ;;
+        refused)
+            ! grep -aq 'OSTREE-VM-RESULT: root=' "$CONSOLE" || fail "booted into the real root, expected a refusal"
+            [ -z "$REFUSE_MESSAGE" ] || expect_console "$REFUSE_MESSAGE"
+            grep -aqE 'reboot: Power down|Powering off' "$CONSOLE" || fail "the VM did not power off"
+            ;;
+        *) die "$CASE_FILE: EXPECT=$EXPECT (boot or refused)" ;;
+    esac
+    check
+    boot_metrics "$RES" >"$W/metrics.$BOOT" 2>/dev/null || true
+done
+
+metrics=$(tr '\n' ' ' <"$W/metrics.$BOOTS" 2>/dev/null || true)
+if [ ${#FAILURES[@]} -eq 0 ]; then
+    printf 'PASS %s (impl=%s variant=%s prep=%ss %s%s)\n' "$NAME" "$IMPL" "$VARIANT" "$prep_s" "$TIMES" "$metrics"
+    rm -f "$LOG" "$W"/*.img "$W"/root.*
+    exit 0
+fi
+printf 'FAIL %s (impl=%s variant=%s %s) console: %s\n' "$NAME" "$IMPL" "$VARIANT" "$TIMES" "$LOG"
+printf '  - %s\n' "${FAILURES[@]}"
+exit 1
