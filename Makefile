@@ -75,7 +75,7 @@ bench:
 
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP).
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta
+FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta pubkeys
 fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
