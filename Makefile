@@ -52,6 +52,8 @@ clean:
 # Benchmarks print ratios against references measured in the same run.
 bench:
 	$(CARGO) run --release -p ostree-composefs-bench
+	$(CARGO) build --release -p ostree-composefs
+	bash scripts/bench-deploy.sh
 
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP).
 FUZZ_SECONDS ?= 300
