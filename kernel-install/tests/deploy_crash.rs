@@ -181,7 +181,10 @@ fn killed_at_every_checkpoint() {
     assert!(out.status.success());
     let mut points: Vec<(String, u32)> = Vec::new();
     for l in String::from_utf8_lossy(&out.stderr).lines() {
-        if let Some(name) = l.strip_prefix("checkpoint ").and_then(|r| r.split(' ').next()) {
+        if let Some(name) = l
+            .strip_prefix("checkpoint ")
+            .and_then(|r| r.split(' ').next())
+        {
             let n = points.iter().filter(|(p, _)| p == name).count() as u32 + 1;
             points.push((name.to_string(), n));
         }

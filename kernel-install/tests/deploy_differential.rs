@@ -400,3 +400,70 @@ fn verity_required_but_unsupported_is_a_clear_error() {
     );
     assert!(deployment_dirs(&b).is_empty());
 }
+
+#[test]
+fn booted_deployment_survives_keep() {
+    let Some((_t, _a, b, tree)) = pair() else {
+        return;
+    };
+    ours(&b, &["--stateroot", "testos", "testos/stable"]);
+    let booted = deployment_dirs(&b)[0].clone();
+    write(&tree.join("usr/share/doc/v"), "2");
+    commit(&b, &tree, "2.0");
+    ours(&b, &["--stateroot", "testos", "testos/stable"]);
+    write(&tree.join("usr/share/doc/v"), "3");
+    commit(&b, &tree, "3.0");
+    // The first deployment (now the rollback) is booted, per /run/ostree-booted in a
+    // private namespace; --keep 1 keeps it besides the new one.
+    use std::os::unix::fs::MetadataExt;
+    let md = fs::metadata(&booted).unwrap();
+    let info = ostree_boot::ostree::booted::OstreeBooted {
+        backing_root_device_inode: (md.dev(), md.ino()),
+        ..Default::default()
+    };
+    let file = b.parent().unwrap().join("ostree-booted");
+    fs::write(&file, info.to_bytes().unwrap()).unwrap();
+    let o = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /run && cp \"$1\" /run/ostree-booted && shift && exec \"$@\"",
+        ])
+        .arg("sh")
+        .arg(&file)
+        .arg(BIN)
+        .args(["deploy", "--keep", "1", "--sysroot"])
+        .arg(&b)
+        .arg("testos/stable")
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&o.stderr).contains("unshare failed") {
+        eprintln!("skipped: no mount namespaces");
+        return;
+    }
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dirs = deployment_dirs(&b);
+    assert_eq!(dirs.len(), 2, "{}", status(&b));
+    assert_eq!(dirs[1], booted);
+    // And undeploy refuses it.
+    let o = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /run && cp \"$1\" /run/ostree-booted && shift && exec \"$@\"",
+        ])
+        .arg("sh")
+        .arg(&file)
+        .arg(BIN)
+        .args(["undeploy", "--sysroot"])
+        .arg(&b)
+        .arg("1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Cannot undeploy currently booted deployment")
+    );
+}

@@ -280,12 +280,12 @@ fn pick_initrd(args: &[String]) -> Result<Option<(Vec<u8>, String)>> {
     Ok(Some((out, names)))
 }
 
-/// A file for the initrd to install, in the staging area (removed with it) or beside
-/// /boot's kernel directory.
-fn write_initrd(sysroot: &Path, data: &[u8]) -> Result<(tempfile_like::TempPath, PathBuf)> {
+/// A file for the initrd to install, in the staging area (removed with it) or the
+/// temp directory; the deploy links or copies it into /boot.
+fn write_initrd(data: &[u8]) -> Result<(tempfile_like::TempPath, PathBuf)> {
     let dir = env("KERNEL_INSTALL_STAGING_AREA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| sysroot.join("boot/ostree"));
+        .unwrap_or_else(std::env::temp_dir);
     fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let path = dir.join(format!(".ostree-composefs-initrd.{}", std::process::id()));
     deploy::fsutil::write_atomic(&path, data, 0o644)?;
@@ -408,7 +408,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     };
 
     let tmp = match &initrd {
-        Some((data, _)) => Some(write_initrd(&sysroot, data)?),
+        Some((data, _)) => Some(write_initrd(data)?),
         None => None,
     };
     let opts = DeployOptions {

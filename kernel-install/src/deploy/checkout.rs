@@ -95,10 +95,18 @@ pub fn checkout(repo: &Repo, commit: &Commit, dest: &Path) -> Result<CheckoutSta
     // otherwise refuse its own children when not running as root.
     let mut dirs: Vec<(PathBuf, DirMeta)> = Vec::new();
     let mut files: Vec<(Checksum, PathBuf)> = Vec::new();
-    let mut todo = vec![(commit.root_contents, commit.root_metadata, dest.to_path_buf(), 0usize)];
+    let mut todo = vec![(
+        commit.root_contents,
+        commit.root_metadata,
+        dest.to_path_buf(),
+        0usize,
+    )];
     while let Some((tree_csum, meta_csum, path, depth)) = todo.pop() {
         if depth > MAX_RECURSION {
-            bail!("{}: directories nested deeper than {MAX_RECURSION}", path.display());
+            bail!(
+                "{}: directories nested deeper than {MAX_RECURSION}",
+                path.display()
+            );
         }
         let meta = repo.load_dirmeta(&meta_csum)?;
         let tree = repo.load_dirtree(&tree_csum)?;
@@ -112,7 +120,10 @@ pub fn checkout(repo: &Repo, commit: &Commit, dest: &Path) -> Result<CheckoutSta
         }
         for (name, t, m) in &tree.dirs {
             if !valid_filename(name) {
-                bail!("{}: invalid directory name {name:?} in dirtree", path.display());
+                bail!(
+                    "{}: invalid directory name {name:?} in dirtree",
+                    path.display()
+                );
             }
             todo.push((*t, *m, path.join(name), depth + 1));
         }
@@ -120,7 +131,9 @@ pub fn checkout(repo: &Repo, commit: &Commit, dest: &Path) -> Result<CheckoutSta
     }
     stats.files = files.len() as u64;
     let hardlink = repo.mode() == RepoMode::Bare;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
     let chunk = files.len().div_ceil(threads).max(1);
     let linked = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| -> Result<()> {
@@ -139,7 +152,8 @@ pub fn checkout(repo: &Repo, commit: &Commit, dest: &Path) -> Result<CheckoutSta
             })
             .collect();
         for w in workers {
-            w.join().map_err(|_| anyhow::anyhow!("checkout worker panicked"))??;
+            w.join()
+                .map_err(|_| anyhow::anyhow!("checkout worker panicked"))??;
         }
         Ok(())
     })?;
@@ -165,7 +179,8 @@ fn place_file(repo: &Repo, csum: &Checksum, dest: &Path, hardlink: bool) -> Resu
                 bail!("missing object {} for {}", obj.display(), dest.display())
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("linking {} to {}", obj.display(), dest.display()));
+                return Err(e)
+                    .with_context(|| format!("linking {} to {}", obj.display(), dest.display()));
             }
         }
     }
