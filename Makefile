@@ -56,7 +56,7 @@ demo: setup release
 # Fuzzing (cargo-fuzz, stable toolchain through RUSTC_BOOTSTRAP). New inputs go to a
 # scratch corpus; the committed seeds in fuzz/corpus/<target> are only read.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= keyfile cmdline
+FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta pubkeys
 FUZZ_WORK ?= $(CARGO_TARGET_DIR)/fuzz-corpus
 fuzz:
 	SETUP_FUZZ=1 bash scripts/setup.sh
@@ -72,6 +72,8 @@ clean:
 # Benchmarks print ratios against references measured in the same run.
 bench:
 	$(CARGO) run --release -p ostree-composefs-bench
+	$(CARGO) build --release -p ostree-composefs
+	bash scripts/bench-deploy.sh
 
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP).
 FUZZ_SECONDS ?= 300
