@@ -8,6 +8,7 @@
 pub mod cmdline;
 pub mod composefs;
 pub mod config;
+pub mod cpio;
 pub mod deployment;
 pub mod fsverity;
 pub mod keyfile;

@@ -1,6 +1,9 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
 mod cmd;
+mod deploy;
 
 /// Builds composefs images for ostree, signs commits and writes deployments.
 #[derive(Parser)]
@@ -9,16 +12,28 @@ enum Cli {
     Mkcomposefs(cmd::mkcomposefs::Args),
     Dump(cmd::dump::Args),
     Digest(cmd::digest::Args),
+    Deploy(cmd::deploy::Args),
+    Undeploy(cmd::undeploy::Args),
+    /// The kernel-install(8) plugin (install.d/88-ostree-composefs.install).
+    KernelInstall(cmd::kernel_install::Args),
 }
 
-fn main() {
-    let res = match Cli::parse() {
-        Cli::Mkcomposefs(a) => cmd::mkcomposefs::run(a),
-        Cli::Dump(a) => cmd::dump::run(a),
-        Cli::Digest(a) => cmd::digest::run(a),
+fn main() -> ExitCode {
+    // Subcommands that only succeed or fail return (); those with a meaningful exit
+    // status (the kernel-install plugin's 77) return it.
+    let r = match Cli::parse() {
+        Cli::Mkcomposefs(a) => cmd::mkcomposefs::run(a).map(|()| 0),
+        Cli::Dump(a) => cmd::dump::run(a).map(|()| 0),
+        Cli::Digest(a) => cmd::digest::run(a).map(|()| 0),
+        Cli::Deploy(a) => cmd::deploy::run(a),
+        Cli::Undeploy(a) => cmd::undeploy::run(a),
+        Cli::KernelInstall(a) => cmd::kernel_install::run(a),
     };
-    if let Err(e) = res {
-        eprintln!("ostree-composefs: {e:#}");
-        std::process::exit(1);
+    match r {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("ostree-composefs: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

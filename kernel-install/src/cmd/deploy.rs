@@ -1,0 +1,74 @@
+//! `ostree-composefs deploy`: check out a commit as a new default deployment.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use ostree_boot::layout::EntryNaming;
+
+use crate::deploy::{self, DeployOptions, KargsSpec, KernelArg};
+
+/// Deploy REV as the new default boot entry, laid out as `ostree admin deploy` does.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The physical root holding ostree/ and boot/.
+    #[arg(long, default_value = "/")]
+    sysroot: PathBuf,
+    /// Stateroot (default: the booted one, or the only one).
+    #[arg(long = "stateroot", visible_alias = "os")]
+    stateroot: Option<String>,
+    /// Kernel argument; replaces arguments with the same key taken from the current
+    /// default deployment, or is appended.
+    #[arg(long = "karg", value_name = "ARG")]
+    kargs: Vec<String>,
+    /// Deployments of the stateroot to keep, the new one included (default: the new
+    /// one, the booted one and one rollback).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    keep: Option<u32>,
+    /// Boot this kernel instead of usr/lib/modules/<kver>/vmlinuz of the tree.
+    #[arg(long, value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// Initrd to boot with --kernel.
+    #[arg(long, value_name = "FILE", requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// Kernel version for the file names under /boot (default: from the tree).
+    #[arg(long, value_name = "KVER", requires = "kernel")]
+    kver: Option<String>,
+    /// Entry file names of ostree >= 2024.5 (ostree-N.conf) instead of ostree-N-STATEROOT.conf.
+    #[arg(long)]
+    bootloader_naming_2: bool,
+    /// Commit checksum or ref.
+    rev: String,
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let opts = DeployOptions {
+        sysroot: a.sysroot,
+        stateroot: a.stateroot,
+        rev: a.rev,
+        kargs: KargsSpec::Merge(a.kargs),
+        keep: a.keep.map(|n| n as usize),
+        kernel: a.kernel.map(|kernel| KernelArg {
+            kernel,
+            initrd: a.initrd,
+            kver: a.kver,
+        }),
+        origin_refspec: None,
+        naming: if a.bootloader_naming_2 {
+            EntryNaming::V2
+        } else {
+            EntryNaming::V1
+        },
+    };
+    let r = deploy::deploy(&opts)?;
+    if let Some((m, rm, ad)) = r.etc_changes {
+        println!("Copying /etc changes: {m} modified, {rm} removed, {ad} added");
+    }
+    for d in &r.removed {
+        println!("Removed deployment {d}");
+    }
+    println!(
+        "Deployed {}/{}.{} (bootcsum {})",
+        r.stateroot, r.csum, r.deployserial, r.bootcsum
+    );
+    Ok(0)
+}

@@ -1,0 +1,420 @@
+//! `ostree-composefs kernel-install`: the kernel-install(8) plugin
+//! (`/usr/lib/kernel/install.d/88-ostree-composefs.install` runs it). With
+//! `layout=ostree`, `add` deploys a composefs deployment booting the given kernel and
+//! exits 77 so that no later plugin writes a non-ostree entry; `remove` drops the
+//! deployments booting that kernel (never the booted one) and exits 77. Any other
+//! layout: nothing, exit 0.
+//!
+//! Configuration: `ostree/kernel-install.conf` under `/etc`, else `/usr/lib` (the first
+//! found wins wholesale, like prepare-root.conf), GKeyFile syntax, group
+//! `[kernel-install]`. See ostree-kernel-install.conf(5).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ostree_boot::config::DEFAULT_KEYPATH;
+use ostree_boot::cpio;
+use ostree_boot::keyfile::{KeyFile, KeyFileError};
+use ostree_boot::layout::{self, Kargs, SysrootState};
+use ostree_boot::ostree::objects::Value;
+use ostree_boot::ostree::repo::Repo;
+use ostree_boot::sign::SecretKey;
+
+use crate::deploy::{self, DeployOptions, KargsSpec, KernelArg, seal};
+
+/// Exit status that makes kernel-install skip the remaining plugins (and still succeed).
+pub const EXIT_SKIP_REST: i32 = 77;
+
+/// Commit metadata recording the public half of the transient key a commit was sealed
+/// for: it makes the sealed commit unique to that key, so a signature made for one
+/// initrd never lands on a commit another initrd boots.
+pub const TRANSIENT_KEY_META: &str = "ostree-composefs.transient-key";
+
+/// kernel-install's plugin arguments: `add KVER ENTRY_DIR KERNEL [INITRD...]` or
+/// `remove KVER ENTRY_DIR`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// add, remove (anything else is ignored).
+    command: String,
+    /// KVER ENTRY_DIR [KERNEL [INITRD...]]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    rest: Vec<String>,
+}
+
+pub const CONF_GROUP: &str = "kernel-install";
+pub const CONF_PATHS: [&str; 2] = ["etc/ostree/kernel-install.conf", "usr/lib/ostree/kernel-install.conf"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signing {
+    None,
+    /// A secret key file in `ostree sign`'s format (base64 of seed ‖ public key).
+    Key(PathBuf),
+    /// A fresh key pair per deployment; the public key goes into the initrd.
+    Transient,
+}
+
+/// `ostree/kernel-install.conf`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub source: Option<PathBuf>,
+    pub sysroot: PathBuf,
+    pub stateroot: Option<String>,
+    pub refspec: Option<String>,
+    pub kargs: Option<String>,
+    pub keep: Option<usize>,
+    pub signing: Signing,
+    /// Where the transient public key goes in the initrd (prepare-root's
+    /// `composefs.keypath`).
+    pub keypath: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: None,
+            sysroot: PathBuf::from("/"),
+            stateroot: None,
+            refspec: None,
+            kargs: None,
+            keep: None,
+            signing: Signing::None,
+            keypath: DEFAULT_KEYPATH.into(),
+        }
+    }
+}
+
+const KEYS: [&str; 8] = ["sysroot", "stateroot", "ref", "kargs", "keep", "signing", "signing-key", "keypath"];
+
+impl Config {
+    /// Loads the first of `/etc/ostree/kernel-install.conf` and
+    /// `/usr/lib/ostree/kernel-install.conf` under `root`.
+    pub fn load(root: &Path) -> Result<Config, KeyFileError> {
+        match KeyFile::load_first(root, &CONF_PATHS)? {
+            None => Ok(Config::default()),
+            Some(kf) => Config::from_keyfile(&kf),
+        }
+    }
+
+    pub fn from_keyfile(kf: &KeyFile) -> Result<Config, KeyFileError> {
+        let mut c = Config { source: Some(kf.source().to_path_buf()), ..Config::default() };
+        for g in kf.groups() {
+            if g != CONF_GROUP {
+                return Err(KeyFileError::Parse {
+                    path: kf.source().to_path_buf(),
+                    line: 0,
+                    message: format!("unknown group [{g}] (expected [{CONF_GROUP}])"),
+                });
+            }
+        }
+        if let Some(sec) = kf.ini().get_map_ref().get(CONF_GROUP) {
+            for k in sec.keys() {
+                if !KEYS.contains(&k.as_str()) {
+                    return Err(KeyFileError::Parse {
+                        path: kf.source().to_path_buf(),
+                        line: kf.line_of(CONF_GROUP, k).unwrap_or(0),
+                        message: format!("[{CONF_GROUP}] unknown key '{k}' (known: {})", KEYS.join(", ")),
+                    });
+                }
+            }
+        }
+        let get = |k: &str| kf.get(CONF_GROUP, k).map(|v| v.trim_end().to_string()).filter(|v| !v.is_empty());
+        if let Some(v) = get("sysroot") {
+            if !v.starts_with('/') {
+                return Err(kf.invalid_value(CONF_GROUP, "sysroot", "an absolute path"));
+            }
+            c.sysroot = PathBuf::from(v);
+        }
+        if let Some(v) = get("stateroot") {
+            if layout::validate_stateroot(&v).is_err() {
+                return Err(kf.invalid_value(CONF_GROUP, "stateroot", "a stateroot name (no '/')"));
+            }
+            c.stateroot = Some(v);
+        }
+        c.refspec = get("ref");
+        c.kargs = get("kargs");
+        if let Some(v) = get("keep") {
+            match v.parse::<usize>() {
+                Ok(n) if n >= 1 => c.keep = Some(n),
+                _ => return Err(kf.invalid_value(CONF_GROUP, "keep", "a whole number of at least 1")),
+            }
+        }
+        c.signing = match get("signing").as_deref() {
+            None | Some("none") => Signing::None,
+            Some("transient") => Signing::Transient,
+            Some("key") => match get("signing-key") {
+                Some(p) if p.starts_with('/') => Signing::Key(PathBuf::from(p)),
+                Some(_) => return Err(kf.invalid_value(CONF_GROUP, "signing-key", "an absolute path")),
+                None => {
+                    return Err(KeyFileError::Parse {
+                        path: kf.source().to_path_buf(),
+                        line: kf.line_of(CONF_GROUP, "signing").unwrap_or(0),
+                        message: format!("[{CONF_GROUP}] signing=key needs signing-key=<secret key file>"),
+                    });
+                }
+            },
+            Some(_) => return Err(kf.invalid_value(CONF_GROUP, "signing", "none, key or transient")),
+        };
+        if let Some(v) = get("keypath") {
+            if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
+                return Err(kf.invalid_value(CONF_GROUP, "keypath", "an absolute path without '..'"));
+            }
+            c.keypath = v;
+        }
+        Ok(c)
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The kernel command line kernel-install defines: `$KERNEL_INSTALL_CONF_ROOT/cmdline`
+/// when that is set, else `/etc/kernel/cmdline`, else `/usr/lib/kernel/cmdline`;
+/// comment lines dropped, words joined by one space.
+fn kernel_install_cmdline() -> Result<Option<Kargs>> {
+    let candidates: Vec<PathBuf> = match env("KERNEL_INSTALL_CONF_ROOT") {
+        Some(r) => vec![PathBuf::from(r).join("cmdline")],
+        None => vec![PathBuf::from("/etc/kernel/cmdline"), PathBuf::from("/usr/lib/kernel/cmdline")],
+    };
+    for p in candidates {
+        match fs::read_to_string(&p) {
+            Ok(t) => {
+                let words: Vec<&str> =
+                    t.lines().filter(|l| !l.trim_start().starts_with('#')).flat_map(str::split_whitespace).collect();
+                return Ok(Some(Kargs::parse(&words.join(" "))));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+        }
+    }
+    Ok(None)
+}
+
+fn say(verbose: bool, msg: &str) {
+    if verbose {
+        println!("ostree-composefs: {msg}");
+    }
+}
+
+/// The initrd to boot: the INITRD arguments, else the `initrd*` files an initrd
+/// generator left in the staging area. Several are concatenated (the kernel unpacks
+/// them in order).
+fn pick_initrd(args: &[String]) -> Result<Option<(Vec<u8>, String)>> {
+    let mut paths: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+    if paths.is_empty()
+        && let Some(stage) = env("KERNEL_INSTALL_STAGING_AREA")
+    {
+        let stage = PathBuf::from(stage);
+        if let Ok(rd) = fs::read_dir(&stage) {
+            for e in rd {
+                let e = e.with_context(|| format!("reading {}", stage.display()))?;
+                if e.file_name().to_string_lossy().starts_with("initrd") {
+                    paths.push(e.path());
+                }
+            }
+        }
+        paths.sort();
+    }
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for p in &paths {
+        let b = fs::read(p).with_context(|| format!("initrd {} cannot be read", p.display()))?;
+        out = if out.is_empty() { b } else { cpio::append(&out, &b) };
+    }
+    let names = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    Ok(Some((out, names)))
+}
+
+/// A file for the initrd to install, in the staging area (removed with it) or beside
+/// /boot's kernel directory.
+fn write_initrd(sysroot: &Path, data: &[u8]) -> Result<(tempfile_like::TempPath, PathBuf)> {
+    let dir = env("KERNEL_INSTALL_STAGING_AREA").map(PathBuf::from).unwrap_or_else(|| sysroot.join("boot/ostree"));
+    fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+    let path = dir.join(format!(".ostree-composefs-initrd.{}", std::process::id()));
+    deploy::fsutil::write_atomic(&path, data, 0o644)?;
+    Ok((tempfile_like::TempPath(path.clone()), path))
+}
+
+mod tempfile_like {
+    /// Removes the file when dropped.
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn add(rest: &[String], verbose: bool) -> Result<i32> {
+    let [kver, _entry_dir, kernel, initrds @ ..] = rest else {
+        bail!("usage: add KVER ENTRY_DIR KERNEL [INITRD...] (got {} arguments)", rest.len());
+    };
+    let kernel = PathBuf::from(kernel);
+    if !kernel.is_file() {
+        bail!("kernel image {} does not exist", kernel.display());
+    }
+    let conf_root = env("OSTREE_KERNEL_INSTALL_CONF_ROOT").unwrap_or_else(|| "/".into());
+    let cfg = Config::load(Path::new(&conf_root))?;
+    let sysroot = cfg.sysroot.clone();
+    deploy::check_sysroot(&sysroot)?;
+    let state = SysrootState::read(&sysroot)?;
+    let booted = deploy::find_booted(&sysroot, &state);
+    let sr = deploy::resolve_stateroot(&sysroot, cfg.stateroot.as_deref(), booted.as_ref())?;
+    let merge = deploy::merge_deployment(&state, &sr, booted.as_ref()).cloned();
+
+    let refspec = match &cfg.refspec {
+        Some(r) => r.clone(),
+        None => {
+            let d = merge.as_ref().context("no ref to deploy: no deployment to take it from; set ref= in kernel-install.conf")?;
+            let p = sysroot.join(d.origin_path());
+            let t = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            layout::origin_refspec(&t).with_context(|| format!("{}: no [origin] refspec", p.display()))?
+        }
+    };
+    let repo = Repo::open(sysroot.join("ostree/repo")).context("opening the repository")?;
+    let csum = repo
+        .resolve_rev(&refspec)
+        .with_context(|| format!("unknown ref '{refspec}' in {}", sysroot.join("ostree/repo").display()))?;
+
+    let kargs = match (&cfg.kargs, kernel_install_cmdline()?) {
+        (Some(k), _) => KargsSpec::Exact(Kargs::parse(k)),
+        (None, Some(k)) => KargsSpec::Exact(k),
+        // The booted (or default) deployment's arguments, as ostree admin deploy.
+        (None, None) => KargsSpec::Merge(Vec::new()),
+    };
+
+    let mut initrd = pick_initrd(initrds)?;
+    if let Some((_, names)) = &initrd {
+        say(verbose, &format!("initrd: {names}"));
+    }
+    let deploy_csum = match &cfg.signing {
+        Signing::None => csum,
+        Signing::Key(path) => {
+            let text = zeroize::Zeroizing::new(
+                fs::read_to_string(path).with_context(|| format!("reading the signing key {}", path.display()))?,
+            );
+            let sk = SecretKey::from_base64(&text).with_context(|| format!("signing key {}", path.display()))?;
+            let c = seal::with_composefs_digest(&repo, &csum, None)?;
+            seal::sign_commit(&repo, &c, &sk)?;
+            say(verbose, &format!("signed {} with {}", hex::encode(c), path.display()));
+            c
+        }
+        Signing::Transient => {
+            let Some((data, _)) = initrd.take() else {
+                bail!(
+                    "signing=transient needs an initrd to carry the public key: no INITRD argument and no initrd* in KERNEL_INSTALL_STAGING_AREA"
+                );
+            };
+            let sk = SecretKey::generate()?;
+            let pk = sk.public_key();
+            let c = seal::with_composefs_digest(&repo, &csum, Some((TRANSIENT_KEY_META, Value::bytes(&pk.to_bytes()))))?;
+            seal::sign_commit(&repo, &c, &sk)?;
+            // The secret half ends here: dropped (and zeroized) before anything else.
+            drop(sk);
+            let member = cpio::file_with_parents(&cfg.keypath, 0o644, format!("{}\n", pk.to_base64()).into_bytes())?;
+            initrd = Some((cpio::append(&data, &cpio::write(&member)?), format!("with {}", cfg.keypath)));
+            say(verbose, &format!("sealed {} with a transient key; public key at {} in the initrd", hex::encode(c), cfg.keypath));
+            c
+        }
+    };
+
+    let tmp = match &initrd {
+        Some((data, _)) => Some(write_initrd(&sysroot, data)?),
+        None => None,
+    };
+    let opts = DeployOptions {
+        sysroot: sysroot.clone(),
+        stateroot: Some(sr),
+        rev: hex::encode(deploy_csum),
+        kargs,
+        keep: cfg.keep,
+        kernel: Some(KernelArg { kernel, initrd: tmp.as_ref().map(|(_, p)| p.clone()), kver: Some(kver.clone()) }),
+        origin_refspec: Some(refspec),
+        naming: layout::EntryNaming::V1,
+    };
+    let r = deploy::deploy(&opts)?;
+    drop(tmp);
+    say(verbose, &format!("deployed {}/{}.{} booting {kver}", r.stateroot, r.csum, r.deployserial));
+    Ok(EXIT_SKIP_REST)
+}
+
+fn remove(rest: &[String], verbose: bool) -> Result<i32> {
+    let Some(kver) = rest.first() else { bail!("usage: remove KVER [ENTRY_DIR]") };
+    let conf_root = env("OSTREE_KERNEL_INSTALL_CONF_ROOT").unwrap_or_else(|| "/".into());
+    let cfg = Config::load(Path::new(&conf_root))?;
+    deploy::check_sysroot(&cfg.sysroot)?;
+    let state = SysrootState::read(&cfg.sysroot)?;
+    let booted = deploy::find_booted(&cfg.sysroot, &state);
+    let sr = deploy::resolve_stateroot(&cfg.sysroot, cfg.stateroot.as_deref(), booted.as_ref())?;
+    let gone = deploy::undeploy_kver(&cfg.sysroot, &sr, kver, layout::EntryNaming::V1)?;
+    for d in &gone {
+        say(verbose, &format!("removed {}/{}", d.stateroot, d.name()));
+    }
+    if gone.is_empty() {
+        say(verbose, &format!("no deployment of {sr} boots {kver} (the booted one is kept)"));
+    }
+    Ok(EXIT_SKIP_REST)
+}
+
+pub fn run(a: Args) -> Result<i32> {
+    let layout = env("KERNEL_INSTALL_LAYOUT").unwrap_or_default();
+    let verbose = env("KERNEL_INSTALL_VERBOSE").as_deref() == Some("1");
+    if layout != "ostree" {
+        say(verbose, &format!("layout is '{layout}', not 'ostree': nothing to do"));
+        return Ok(0);
+    }
+    match a.command.as_str() {
+        "add" => add(&a.rest, verbose),
+        "remove" => remove(&a.rest, verbose),
+        other => {
+            say(verbose, &format!("'{other}': nothing to do"));
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(text: &str) -> Result<Config, KeyFileError> {
+        Config::from_keyfile(&KeyFile::parse(text, Path::new("/etc/ostree/kernel-install.conf")).unwrap())
+    }
+
+    #[test]
+    fn config_values() {
+        let c = conf("[kernel-install]\nsysroot=/sysroot\nstateroot=debian\nref=os/stable\nkargs=root=/dev/vda2 rw\nkeep=2\nsigning=transient\nkeypath=/etc/ostree/k.pub\n").unwrap();
+        assert_eq!(c.sysroot, PathBuf::from("/sysroot"));
+        assert_eq!(c.stateroot.as_deref(), Some("debian"));
+        assert_eq!(c.refspec.as_deref(), Some("os/stable"));
+        assert_eq!(c.kargs.as_deref(), Some("root=/dev/vda2 rw"));
+        assert_eq!(c.keep, Some(2));
+        assert_eq!(c.signing, Signing::Transient);
+        assert_eq!(c.keypath, "/etc/ostree/k.pub");
+        assert_eq!(conf("").unwrap().signing, Signing::None);
+        let k = conf("[kernel-install]\nsigning=key\nsigning-key=/etc/ostree/sk\n").unwrap();
+        assert_eq!(k.signing, Signing::Key("/etc/ostree/sk".into()));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (text, key) in [
+            ("[kernel-install]\nkeep=0\n", "keep"),
+            ("[kernel-install]\nkeep=two\n", "keep"),
+            ("[kernel-install]\nsigning=maybe\n", "signing"),
+            ("[kernel-install]\nsigning=key\n", "signing-key"),
+            ("[kernel-install]\nsigning=key\nsigning-key=rel\n", "signing-key"),
+            ("[kernel-install]\nsysroot=relative\n", "sysroot"),
+            ("[kernel-install]\nstateroot=a/b\n", "stateroot"),
+            ("[kernel-install]\nkeypath=/a/../b\n", "keypath"),
+            ("[kernel-install]\nkep=1\n", "kep"),
+            ("[other]\nkeep=1\n", "[other]"),
+        ] {
+            let e = conf(text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("kernel-install.conf"), "{text:?}: {e}");
+        }
+    }
+}

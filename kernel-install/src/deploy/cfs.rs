@@ -1,0 +1,156 @@
+//! `.ostree.cfs` of a new deployment and fs-verity on what it refers to.
+//!
+//! Upstream (ostree-repo-checkout.c, `checkout_deployment_tree`) always writes the
+//! image, with verity YES when the deployment's prepare-root.conf requires verity and
+//! MAYBE otherwise, and enables fs-verity on the image only when the repo config asks.
+//! We also honour the prepare-root.conf request for fs-verity (ostree#3202), build with
+//! YES whenever the commit carries `ostree.composefs.digest.v0` (that digest is computed
+//! with YES, so only a YES image can match it) and refuse a mismatch.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ostree_boot::composefs::writer::{WriteOptions, write_image};
+use ostree_boot::config::{ComposefsMode, PrepareRootConfig};
+use ostree_boot::fsverity::{digest, ioctl};
+use ostree_boot::ostree::checkout::{DigestSource, Verity, commit_tree_with};
+use ostree_boot::ostree::objects::{Checksum, Commit};
+use ostree_boot::ostree::repo::{Repo, WalkEntry};
+
+use super::fsutil;
+
+/// Digests from the kernel when the object has fs-verity, else from userspace.
+pub struct KernelOrUserspace;
+
+impl DigestSource for KernelOrUserspace {
+    fn measure(&self, file: &File) -> Option<[u8; 32]> {
+        ioctl::measure(file).ok().flatten()
+    }
+    fn digest_files(&self, paths: &[PathBuf]) -> Vec<io::Result<[u8; 32]>> {
+        digest::digest_files_parallel(paths)
+    }
+}
+
+/// ostree's tristate words.
+fn tristate(v: &str) -> Option<ComposefsMode> {
+    ComposefsMode::parse_tristate(v.trim())
+}
+
+/// What fs-verity the deployment wants, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerityPolicy {
+    /// Enable fs-verity on the objects and the image where the filesystem can.
+    pub wanted: bool,
+    /// Fail when the filesystem cannot; the reason names the setting.
+    pub required: Option<String>,
+    /// How the image records object digests.
+    pub image: Verity,
+}
+
+/// The policy from the repo config (`[ex-integrity] composefs`/`fsverity`, legacy
+/// `[ex-fsverity]`), the deployment's prepare-root.conf and the commit metadata.
+pub fn policy(repo: &Repo, tree: &Path, has_digest: bool) -> Result<VerityPolicy> {
+    let cfg = PrepareRootConfig::load(tree).context("reading the deployment's prepare-root.conf")?;
+    let parse = |group: &str, key: &str| -> Result<Option<ComposefsMode>> {
+        match repo.config_value(group, key) {
+            None => Ok(None),
+            Some(v) => tristate(&v).map(Some).with_context(|| {
+                format!("{}: [{group}] {key}={v:?}: expected yes, no, maybe, true, false, 1 or 0", repo.path().join("config").display())
+            }),
+        }
+    };
+    let composefs = parse("ex-integrity", "composefs")?.unwrap_or(ComposefsMode::No);
+    let mut fsverity = parse("ex-integrity", "fsverity")?
+        .unwrap_or(if composefs == ComposefsMode::No { ComposefsMode::No } else { ComposefsMode::Maybe });
+    if fsverity == ComposefsMode::No {
+        if repo.config_value("ex-fsverity", "required").as_deref() == Some("true") {
+            fsverity = ComposefsMode::Yes;
+        } else if repo.config_value("ex-fsverity", "opportunistic").as_deref() == Some("true") {
+            fsverity = ComposefsMode::Maybe;
+        }
+    }
+    let conf_requires = matches!(cfg.composefs, ComposefsMode::Verity | ComposefsMode::Signed);
+    let required = if conf_requires {
+        Some(format!(
+            "composefs.enabled={} in {}",
+            cfg.composefs,
+            cfg.source.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+        ))
+    } else if fsverity == ComposefsMode::Yes {
+        Some("[ex-integrity] fsverity in the repo config".into())
+    } else {
+        None
+    };
+    let wanted = required.is_some() || fsverity != ComposefsMode::No;
+    let image = if conf_requires || has_digest || fsverity == ComposefsMode::Yes || composefs == ComposefsMode::Yes {
+        Verity::Yes
+    } else {
+        Verity::Maybe
+    };
+    Ok(VerityPolicy { wanted, required, image })
+}
+
+fn enable_verity(path: &Path, required: Option<&str>) -> Result<bool> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    match ioctl::enable(&f) {
+        Ok(()) => Ok(true),
+        Err(e) => match required {
+            Some(why) => bail!("fs-verity is required ({why}) but cannot be enabled on {}: {e}", path.display()),
+            None => Ok(false),
+        },
+    }
+}
+
+/// Enables fs-verity on every non-empty regular file object of the commit. Stops
+/// trying after the first refusal when verity is only wanted (the filesystem cannot).
+pub fn enable_on_objects(repo: &Repo, commit: &Commit, required: Option<&str>) -> Result<()> {
+    let mut paths = Vec::new();
+    repo.walk_commit(commit, &mut |_, e| {
+        if let WalkEntry::File { object, .. } = e
+            && object.is_regular()
+            && object.size > 0
+        {
+            paths.push(object.path.clone());
+        }
+        Ok(())
+    })
+    .context("walking the commit")?;
+    for p in paths {
+        if !enable_verity(&p, required)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `.ostree.cfs` into `deploy_dir`; checks it against the commit's digest.
+pub fn write(repo: &Repo, csum: &Checksum, commit: &Commit, deploy_dir: &Path, pol: &VerityPolicy) -> Result<[u8; 32]> {
+    let expected = match commit.composefs_digest() {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(len)) => bail!("Expected composefs fs-verity in metadata has the wrong size ({len} bytes, expected 32)"),
+    };
+    if pol.wanted {
+        enable_on_objects(repo, commit, pol.required.as_deref())?;
+    }
+    let tree = commit_tree_with(repo, csum, pol.image, &KernelOrUserspace).context("building the composefs tree")?;
+    let image = write_image(&tree, &WriteOptions::default()).context("writing the composefs image")?;
+    let got = digest::digest(&image);
+    if let Some(want) = expected
+        && want != got
+    {
+        bail!(
+            "Generated composefs image digest ({}) doesn't match expected digest ({})",
+            hex::encode(got),
+            hex::encode(want)
+        );
+    }
+    let path = deploy_dir.join(".ostree.cfs");
+    fsutil::write_atomic(&path, &image, 0o644)?;
+    if pol.wanted {
+        enable_verity(&path, pol.required.as_deref())?;
+    }
+    Ok(got)
+}
