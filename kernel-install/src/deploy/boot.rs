@@ -126,7 +126,8 @@ fn remove_files_below(dir: &Path) -> Result<()> {
         if e.file_type()?.is_dir() {
             remove_files_below(&e.path())?;
         } else {
-            fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+            fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
         }
     }
     Ok(())

@@ -35,7 +35,9 @@ pub const STAGING_DIR: &str = ".staging";
 pub fn checkpoint(name: &str) -> Result<()> {
     static HITS: AtomicU32 = AtomicU32::new(0);
     if std::env::var_os("OSTREE_COMPOSEFS_FAULT_TRACE").is_some() {
-        eprintln!("checkpoint {name}");
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let t = START.get_or_init(std::time::Instant::now).elapsed();
+        eprintln!("checkpoint {name} {:.1}ms", t.as_secs_f64() * 1000.0);
     }
     if let Ok(spec) = std::env::var("OSTREE_COMPOSEFS_FAULT") {
         let (want, nth) = match spec.split_once(':') {
@@ -545,7 +547,7 @@ fn stage(
         0o644,
     )?;
     checkpoint("origin-written")?;
-    let final_dir = deploy_dir.join(&name);
+    let final_dir = deploy_dir.join(name);
     // A kernel installed from the tree is linked from the deployment, so take the
     // paths from their final place.
     let kernel = KernelFiles {
