@@ -467,3 +467,32 @@ fn booted_deployment_survives_keep() {
         String::from_utf8_lossy(&o.stderr).contains("Cannot undeploy currently booted deployment")
     );
 }
+
+#[test]
+fn stateroot_var_seeded_only_when_empty() {
+    let Some((_t, _a, b, tree)) = pair() else {
+        return;
+    };
+    // A stateroot made without `ostree admin os-init`: its var is empty.
+    fs::create_dir_all(b.join("ostree/deploy/fresh/var")).unwrap();
+    ours(&b, &["--stateroot", "fresh", "testos/stable"]);
+    let var = b.join("ostree/deploy/fresh/var");
+    assert_eq!(
+        fs::read_to_string(var.join("lib/foo/state")).unwrap(),
+        "s\n"
+    );
+    // Never merged afterwards: local state stays, new /var content is not copied.
+    fs::write(var.join("lib/foo/state"), "local\n").unwrap();
+    write(&tree.join("var/lib/foo/other"), "o\n");
+    commit(&b, &tree, "2.0");
+    ours(&b, &["--stateroot", "fresh", "testos/stable"]);
+    assert_eq!(
+        fs::read_to_string(var.join("lib/foo/state")).unwrap(),
+        "local\n"
+    );
+    assert!(!var.join("lib/foo/other").exists());
+    // os-init's var (not empty) is left alone, as by ostree 2022.7.
+    ours(&b, &["--stateroot", "testos", "testos/stable"]);
+    assert!(!b.join("ostree/deploy/testos/var/lib/foo").exists());
+    status(&b);
+}
