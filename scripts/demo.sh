@@ -29,7 +29,7 @@ done_stage "$(kver)"
 
 stage "build the OS: debootstrap trixie + systemd + our boot half + dracut initrd"
 impl=$(vm_impl)
-[ "$impl" = ours ] || printf '    note: our prepare-root/dracut module are not built; using Debian ostree-boot\n'
+[ "$impl" = ours ] || printf '    note: booting Debian ostree-boot (C), not ours (OSTREE_VM_IMPL, or not built)\n'
 stage_base
 stage_tree "$impl"
 done_stage "implementation: $impl"
@@ -37,7 +37,7 @@ done_stage "implementation: $impl"
 variant=signed
 if ! deployer_supports signed; then
     variant=legacy
-    printf '    note: %s is not built yet: deploying the legacy (non-composefs) way\n' 'ostree-composefs deploy'
+    printf '    note: the kernel-install plugin is not there yet: deploying the legacy (non-composefs) way\n'
 fi
 stage "deploy ($variant): ostree commit, $( [ "$variant" = signed ] && echo "composefs image, signed with a transient key, " )ext4+verity disk"
 stage_disk "$impl" "$variant"

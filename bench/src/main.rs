@@ -36,8 +36,17 @@ fn load_dump() -> Vec<u8> {
     let p = vectors_dir().join(DUMP);
     let raw = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).expect("gunzip");
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .expect("gunzip");
     out
+}
+
+/// The dump with ostree's `xx/<checksum>.file` payloads cut to `xx/<checksum>`:
+/// composefs-rs can only express payloads that are object pathnames, so both writers
+/// are timed on this same tree.
+fn same_tree_for_both(text: &[u8]) -> String {
+    String::from_utf8_lossy(text).replace(".file ", " ")
 }
 
 /// Median of `n` runs.
@@ -80,8 +89,9 @@ fn vm_hwm_kb() -> u64 {
 type RsTree = composefs::erofs::writer::ValidatedFileSystem<composefs::fsverity::Sha256HashValue>;
 
 fn rs_tree(text: &str) -> Result<RsTree, String> {
-    let fs = composefs::dumpfile::dumpfile_to_filesystem::<composefs::fsverity::Sha256HashValue>(text)
-        .map_err(|e| format!("{e:#}"))?;
+    let fs =
+        composefs::dumpfile::dumpfile_to_filesystem::<composefs::fsverity::Sha256HashValue>(text)
+            .map_err(|e| format!("{e:#}"))?;
     composefs::erofs::writer::ValidatedFileSystem::new(fs).map_err(|e| format!("{e:#}"))
 }
 
@@ -93,13 +103,29 @@ fn child(which: &str) {
         "ours" => {
             let tree = dump::parse(&text, false).expect("parse");
             drop(text);
-            writer::write_image(&tree, &writer::WriteOptions::default()).expect("write").len()
+            writer::write_image(&tree, &writer::WriteOptions::default())
+                .expect("write")
+                .len()
+        }
+        "ours-same" => {
+            let s = same_tree_for_both(&text);
+            drop(text);
+            let tree = dump::parse(s.as_bytes(), false).expect("parse");
+            drop(s);
+            writer::write_image(&tree, &writer::WriteOptions::default())
+                .expect("write")
+                .len()
         }
         "composefs-rs" => {
-            let s = String::from_utf8(text).expect("utf8");
+            let s = same_tree_for_both(&text);
+            drop(text);
             let vfs = rs_tree(&s).expect("composefs-rs parse");
             drop(s);
-            composefs::erofs::writer::mkfs_erofs_versioned(&vfs, composefs::erofs::format::FormatVersion::V0).len()
+            composefs::erofs::writer::mkfs_erofs_versioned(
+                &vfs,
+                composefs::erofs::format::FormatVersion::V0,
+            )
+            .len()
         }
         other => panic!("unknown child {other}"),
     };
@@ -107,18 +133,30 @@ fn child(which: &str) {
 }
 
 fn child_hwm(which: &str) -> Option<u64> {
-    let out = Command::new(std::env::current_exe().ok()?).args(["--child", which]).output().ok()?;
+    let out = Command::new(std::env::current_exe().ok()?)
+        .args(["--child", which])
+        .output()
+        .ok()?;
     if !out.status.success() {
-        eprintln!("child {which} failed: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "child {which} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     }
-    String::from_utf8(out.stdout).ok()?.split_whitespace().next()?.parse().ok()
+    String::from_utf8(out.stdout)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn bench_writer() {
     println!("== composefs image writing: {DUMP}");
     let text = load_dump();
-    let want = std::fs::read_to_string(vectors_dir().join(format!("{DUMP}.sha256"))).unwrap_or_default();
+    let want =
+        std::fs::read_to_string(vectors_dir().join(format!("{DUMP}.sha256"))).unwrap_or_default();
     let want = want.split_whitespace().next().unwrap_or("").to_string();
 
     let (t_parse, tree) = median(3, || dump::parse(&text, false).expect("parse"));
@@ -135,17 +173,31 @@ fn bench_writer() {
     );
     drop(tree);
 
-    let s = std::str::from_utf8(&text).expect("utf8 dump");
-    let (t_rs_parse, vfs) = median(3, || rs_tree(s));
+    // The same tree for both writers (see same_tree_for_both).
+    let s = same_tree_for_both(&text);
+    let (t_parse, tree) = median(3, || dump::parse(s.as_bytes(), false).expect("parse"));
+    let (t_write, img) = median(7, || writer::write_image(&tree, &opts).expect("write"));
+    let ours_sha = hex::encode(Sha256::digest(&img));
+    drop(tree);
+    println!(
+        "ours (payloads without .file):  parse {:8.1} ms  write {:8.1} ms  total {:8.1} ms",
+        ms(t_parse),
+        ms(t_write),
+        ms(t_parse + t_write)
+    );
+    let (t_rs_parse, vfs) = median(3, || rs_tree(&s));
     match vfs {
         Err(e) => println!("composefs-rs: cannot read the dump: {e}"),
         Ok(vfs) => {
             let (t_rs_write, rimg) = median(7, || {
-                composefs::erofs::writer::mkfs_erofs_versioned(&vfs, composefs::erofs::format::FormatVersion::V0)
+                composefs::erofs::writer::mkfs_erofs_versioned(
+                    &vfs,
+                    composefs::erofs::format::FormatVersion::V0,
+                )
             });
             let rs_sha = hex::encode(Sha256::digest(&rimg));
             println!(
-                "composefs-rs: parse {:8.1} ms  write {:8.1} ms  total {:8.1} ms  image {} bytes  identical to ours: {}",
+                "composefs-rs (same tree):       parse {:8.1} ms  write {:8.1} ms  total {:8.1} ms  image {} bytes  identical to ours: {}",
                 ms(t_rs_parse),
                 ms(t_rs_write),
                 ms(t_rs_parse + t_rs_write),
@@ -160,9 +212,12 @@ fn bench_writer() {
         }
     }
     let base = child_hwm("baseline");
-    let ours = child_hwm("ours");
+    let ours = child_hwm("ours-same");
     let rs = child_hwm("composefs-rs");
-    let mb = |v: Option<u64>| v.map(|k| format!("{:.1} MB", k as f64 / 1024.0)).unwrap_or_else(|| "n/a".into());
+    let mb = |v: Option<u64>| {
+        v.map(|k| format!("{:.1} MB", k as f64 / 1024.0))
+            .unwrap_or_else(|| "n/a".into())
+    };
     println!(
         "peak memory (VmHWM, child process, dump text included): ours {}  composefs-rs {}  (reading the dump alone: {})",
         mb(ours),
@@ -170,7 +225,10 @@ fn bench_writer() {
         mb(base)
     );
     if let (Some(o), Some(r)) = (ours, rs) {
-        println!("ratio composefs-rs/ours peak memory: {:.2}x", r as f64 / o as f64);
+        println!(
+            "ratio composefs-rs/ours peak memory: {:.2}x",
+            r as f64 / o as f64
+        );
     }
 }
 
@@ -207,9 +265,18 @@ fn openssl_time(files: &[PathBuf]) -> Option<Duration> {
 }
 
 fn bench_digest(dir: &Path) {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let total: usize = std::env::var("BENCH_DIGEST_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(512) << 20;
-    println!("== fs-verity digest throughput: {} MiB, {cores} cores", total >> 20);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let total: usize = std::env::var("BENCH_DIGEST_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+        << 20;
+    println!(
+        "== fs-verity digest throughput: {} MiB, {cores} cores",
+        total >> 20
+    );
     let gbs = |d: Duration| total as f64 / d.as_secs_f64() / 1e9;
 
     let mut data = vec![0u8; total];
@@ -228,7 +295,9 @@ fn bench_digest(dir: &Path) {
     let mem = best(3, || digest::digest(&data));
     drop(data);
     let file1 = best(3, || digest::digest_file(&one).expect("digest"));
-    let ossl1 = (0..3).filter_map(|_| openssl_time(std::slice::from_ref(&one))).min();
+    let ossl1 = (0..3)
+        .filter_map(|_| openssl_time(std::slice::from_ref(&one)))
+        .min();
     let filen = best(3, || digest::digest_files_parallel(&parts));
     let ossln = (0..3).filter_map(|_| openssl_time(&parts)).min();
     println!("ours, 1 core, in memory:     {:6.2} GB/s", gbs(mem));
@@ -266,7 +335,8 @@ fn main() {
         bench_writer();
     }
     if only.is_none() || only == Some("digest") {
-        let dir = std::env::temp_dir().join(format!("ostree-composefs-bench.{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ostree-composefs-bench.{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         bench_digest(&dir);
         let _ = std::fs::remove_dir_all(&dir);

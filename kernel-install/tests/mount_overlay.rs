@@ -41,10 +41,10 @@ fn copy_some(from: &Path, to: &Path, budget: &mut usize) {
                 copy_some(&src, &dst, budget);
             }
         } else if md.file_type().is_symlink() {
-            if let Ok(t) = std::fs::read_link(&src) {
-                if std::os::unix::fs::symlink(t, &dst).is_ok() {
-                    *budget -= 1;
-                }
+            if let Ok(t) = std::fs::read_link(&src)
+                && std::os::unix::fs::symlink(t, &dst).is_ok()
+            {
+                *budget -= 1;
             }
         } else if md.is_file() && md.len() < 4 << 20 && std::fs::copy(&src, &dst).is_ok() {
             *budget -= 1;
@@ -66,6 +66,31 @@ fn build_source(src: &Path) {
     let mut budget = 3000;
     copy_some(Path::new("/usr/share"), src, &mut budget);
     assert!(budget < 1000, "/usr/share has too few files for this test");
+
+    // Names that sort around "." and "..", and a root entry that replaces a stub
+    // whiteout: the kernel looks names up by binary search, so the order must be exact.
+    for name in [".#lock", "-dash", "!bang", ".-dot-dash", "..."] {
+        std::fs::write(
+            src.join(name),
+            format!("{name} is a file whose name sorts near the dot entries\n"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir(src.join("ab")).unwrap();
+    std::fs::write(
+        src.join("ab/inside"),
+        b"replaces the stub whiteout named ab\n",
+    )
+    .unwrap();
+    std::fs::create_dir(src.join("deep")).unwrap();
+    for i in 0..400 {
+        // Enough entries for a directory spanning several blocks.
+        std::fs::write(
+            src.join(format!("deep/entry-with-a-longish-name-{i:04}")),
+            [b'x'; 70],
+        )
+        .unwrap();
+    }
 
     let x = src.join("zz-test");
     std::fs::create_dir(&x).unwrap();
@@ -100,7 +125,7 @@ fn build_source(src: &Path) {
     chown(&x.join("just65"), 100_000, 100_001); // needs an extended inode
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &x.join("fifo"),
+        x.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
@@ -108,7 +133,7 @@ fn build_source(src: &Path) {
     .unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &x.join("null-dev"),
+        x.join("null-dev"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::from_raw_mode(0o666),
         rustix::fs::makedev(1, 3),
@@ -143,7 +168,7 @@ fn build_source(src: &Path) {
     };
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &x.join("big"),
+        x.join("big"),
         &t,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )

@@ -111,6 +111,14 @@ install_ours() {
     if make -s -C "$REPO_ROOT" -n install >/dev/null 2>&1; then
         # The same install a distribution package would do.
         make -s -C "$REPO_ROOT" install DESTDIR="$root" PREFIX=/usr CARGO_TARGET_DIR="$CARGO_TARGET_DIR" >&2
+        # What a distribution package's postinst does (dh_installsystemd): enable the units
+        # that have an [Install] section.
+        local u
+        for u in "$REPO_ROOT"/units/*.service; do
+            if grep -q '^\[Install\]' "$u"; then
+                systemctl --root="$root" enable "${u##*/}" >&2
+            fi
+        done
     else
         # Until the Makefile has an install target: the upstream paths, by hand.
         install -Dm755 "$RELEASE_DIR/ostree-prepare-root" "$root/usr/lib/ostree/ostree-prepare-root"

@@ -46,14 +46,14 @@ impl RepoMode {
 /// Why a repository operation failed. Every variant names the file or object.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: io::Error },
     #[error("{path}: {msg}")]
     Config { path: PathBuf, msg: String },
     #[error("repository mode {0:?} is not supported (bare, bare-user and bare-user-only are)")]
     UnsupportedMode(String),
-    #[error("{path}: {source}")]
-    Object { path: PathBuf, source: ObjectError },
+    #[error("{path}: {err}")]
+    Object { path: PathBuf, err: ObjectError },
     #[error("{path}: {msg}")]
     Corrupt { path: PathBuf, msg: String },
     #[error("ref {0:?} not found")]
@@ -67,9 +67,9 @@ pub enum RepoError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RepoError + '_ {
-    move |source| RepoError::Io {
+    move |err| RepoError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     }
 }
 
@@ -97,9 +97,9 @@ impl FileObject {
         let mut h = self
             .header
             .checksum_state()
-            .map_err(|source| RepoError::Object {
+            .map_err(|err| RepoError::Object {
                 path: self.path.clone(),
-                source,
+                err,
             })?;
         if self.is_regular() {
             let mut f = File::open(&self.path).map_err(io_err(&self.path))?;
@@ -145,7 +145,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RepoError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(RepoError::Io {
             path: path.to_path_buf(),
-            source: e,
+            err: e,
         }),
     }
 }
@@ -163,10 +163,11 @@ fn keyfile_get(text: &str, group: &str, key: &str) -> Option<String> {
             in_group = rest.trim_end().strip_suffix(']') == Some(group);
             continue;
         }
-        if in_group && let Some((k, v)) = line.split_once('=') {
-            if k.trim_end() == key {
-                found = Some(v.trim().to_string());
-            }
+        if in_group
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim_end() == key
+        {
+            found = Some(v.trim().to_string());
         }
     }
     found
@@ -204,7 +205,7 @@ fn get_xattrs(path: &Path, follow: bool) -> Result<Vec<Xattr>, RepoError> {
             Err(e) => {
                 return Err(RepoError::Io {
                     path: path.to_path_buf(),
-                    source: e.into(),
+                    err: e.into(),
                 });
             }
         }
@@ -227,7 +228,7 @@ fn get_xattrs(path: &Path, follow: bool) -> Result<Vec<Xattr>, RepoError> {
                 Err(e) => {
                     return Err(RepoError::Io {
                         path: path.to_path_buf(),
-                        source: e.into(),
+                        err: e.into(),
                     });
                 }
             }
@@ -309,9 +310,9 @@ impl Repo {
         let s = String::from_utf8_lossy(&b);
         parse_checksum(s.trim())
             .map(Some)
-            .map_err(|source| RepoError::Object {
+            .map_err(|err| RepoError::Object {
                 path: path.to_path_buf(),
-                source,
+                err,
             })
     }
 
@@ -327,9 +328,9 @@ impl Repo {
                 .ok_or_else(|| RepoError::NoParent(hex::encode(c)));
         }
         if rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return parse_checksum(&rev.to_ascii_lowercase()).map_err(|source| RepoError::Object {
+            return parse_checksum(&rev.to_ascii_lowercase()).map_err(|err| RepoError::Object {
                 path: self.path.clone(),
-                source,
+                err,
             });
         }
         if let Some(c) = Self::read_ref_file(&self.ref_path(rev)?)? {
@@ -348,7 +349,8 @@ impl Repo {
     /// Whether `rev` names a ref (as opposed to a checksum): the ref [`Repo::set_ref`]
     /// would move.
     pub fn is_ref(&self, rev: &str) -> bool {
-        !(rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit())) && !rev.contains('^')
+        let checksum = rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+        !checksum && !rev.contains('^')
     }
 
     /// All refs: local ones by name, remote ones as `remote:name`, sorted.
@@ -364,7 +366,7 @@ impl Repo {
                 Err(e) => {
                     return Err(RepoError::Io {
                         path: dir.to_path_buf(),
-                        source: e,
+                        err: e,
                     });
                 }
             };
@@ -417,7 +419,7 @@ impl Repo {
     /// The exact bytes of a `.commit` object (what signatures cover) and its parsed form.
     pub fn load_commit(&self, csum: &Checksum) -> Result<(Vec<u8>, Commit), RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::Commit)?;
-        let c = Commit::parse(&b).map_err(|source| RepoError::Object { path: p, source })?;
+        let c = Commit::parse(&b).map_err(|err| RepoError::Object { path: p, err })?;
         Ok((b, c))
     }
 
@@ -435,12 +437,12 @@ impl Repo {
 
     pub fn load_dirtree(&self, csum: &Checksum) -> Result<DirTree, RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::DirTree)?;
-        DirTree::parse(&b).map_err(|source| RepoError::Object { path: p, source })
+        DirTree::parse(&b).map_err(|err| RepoError::Object { path: p, err })
     }
 
     pub fn load_dirmeta(&self, csum: &Checksum) -> Result<DirMeta, RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::DirMeta)?;
-        DirMeta::parse(&b).map_err(|source| RepoError::Object { path: p, source })
+        DirMeta::parse(&b).map_err(|err| RepoError::Object { path: p, err })
     }
 
     /// A file object's metadata, read as the repository mode stores it.
@@ -495,9 +497,9 @@ impl Repo {
                         path: path.clone(),
                         msg: format!("reading user.ostreemeta: {e}"),
                     })?;
-                let m = DirMeta::parse(&meta).map_err(|source| RepoError::Object {
+                let m = DirMeta::parse(&meta).map_err(|err| RepoError::Object {
                     path: path.clone(),
-                    source,
+                    err,
                 })?;
                 let symlink_target = match m.mode & S_IFMT {
                     S_IFLNK => {
@@ -592,10 +594,17 @@ impl Repo {
     /// Writes `data` to `path` atomically: a temporary file beside it, fsync, rename,
     /// fsync of the directory.
     pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), RepoError> {
-        let dir = path.parent().ok_or_else(|| RepoError::Config {
-            path: path.to_path_buf(),
-            msg: "no parent directory".into(),
-        })?;
+        // A bare file name has the empty path as parent: that is the current directory.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            Some(_) => Path::new("."),
+            None => {
+                return Err(RepoError::Config {
+                    path: path.to_path_buf(),
+                    msg: "no parent directory".into(),
+                });
+            }
+        };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let base = path
             .file_name()
@@ -604,7 +613,7 @@ impl Repo {
         let mut rnd = [0u8; 6];
         getrandom::fill(&mut rnd).map_err(|e| RepoError::Io {
             path: dir.to_path_buf(),
-            source: io::Error::other(e.to_string()),
+            err: io::Error::other(e.to_string()),
         })?;
         let tmp = dir.join(format!(".{base}.tmp-{}", hex::encode(rnd)));
         let res = (|| {
@@ -647,9 +656,9 @@ impl Repo {
 
     /// Stores a new commit object; returns its checksum.
     pub fn write_commit(&self, commit: &Commit) -> Result<Checksum, RepoError> {
-        let bytes = commit.to_bytes().map_err(|source| RepoError::Object {
+        let bytes = commit.to_bytes().map_err(|err| RepoError::Object {
             path: self.path.join("objects"),
-            source,
+            err,
         })?;
         self.write_metadata_object(ObjectType::Commit, &bytes)
     }
@@ -657,9 +666,9 @@ impl Repo {
     /// Replaces the detached metadata of commit `csum`.
     pub fn write_commitmeta(&self, csum: &Checksum, meta: &CommitMeta) -> Result<(), RepoError> {
         let p = self.object_path(csum, ObjectType::CommitMeta);
-        let bytes = meta.to_bytes().map_err(|source| RepoError::Object {
+        let bytes = meta.to_bytes().map_err(|err| RepoError::Object {
             path: p.clone(),
-            source,
+            err,
         })?;
         Self::write_atomic(&p, &bytes, 0o644)
     }

@@ -27,7 +27,14 @@ pub struct Args {
     /// Threads computing digests in directory mode (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// A dump file (with --from-file) or a directory.
+    /// SOURCE is a commit (ref, remote:ref or checksum) of this ostree repository: the
+    /// image is `.ostree.cfs` as `ostree checkout --composefs` writes it.
+    #[arg(long, value_name = "REPO", conflicts_with_all = ["from_file", "min_version", "max_version", "threads"])]
+    repo: Option<PathBuf>,
+    /// With --repo: record no fs-verity digests (`--composefs-noverity`).
+    #[arg(long, requires = "repo")]
+    no_verity: bool,
+    /// A dump file (with --from-file), a directory, or a commit (with --repo).
     source: PathBuf,
     /// The image to write (replaced atomically).
     output: PathBuf,
@@ -46,6 +53,10 @@ fn options(a: &Args) -> writer::WriteOptions {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if let Some(repo) = &a.repo {
+        let rev = a.source.to_str().context("the commit name is not UTF-8")?;
+        return super::repo_image::run(repo, rev, &a.output, a.no_verity);
+    }
     let tree = if a.from_file {
         let (text, name) = if a.source.as_os_str() == "-" {
             let mut v = Vec::new();
