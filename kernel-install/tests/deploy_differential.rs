@@ -496,3 +496,34 @@ fn stateroot_var_seeded_only_when_empty() {
     assert!(!b.join("ostree/deploy/testos/var/lib/foo").exists());
     status(&b);
 }
+
+#[test]
+fn read_only_sysroot_is_made_writable_privately() {
+    let Some((_t, _a, b, _)) = pair() else { return };
+    // The sysroot read-only in a private namespace (as sysroot.readonly leaves /sysroot),
+    // /boot a separate writable mount as usual.
+    let o = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && mount --bind \"$1/boot\" \"$1/boot\" \
+             && mount -o remount,bind,rw \"$1/boot\" && ! touch \"$1/ostree/probe\" 2>/dev/null && shift && exec \"$@\"",
+        ])
+        .arg("sh")
+        .arg(&b)
+        .arg(BIN)
+        .args(["deploy", "--sysroot"])
+        .arg(&b)
+        .arg("testos/stable")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("unshare failed") {
+        eprintln!("skipped: no mount namespaces");
+        return;
+    }
+    assert!(o.status.success(), "{err}");
+    assert_eq!(deployment_dirs(&b).len(), 1);
+    status(&b);
+}
