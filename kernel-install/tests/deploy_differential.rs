@@ -467,3 +467,63 @@ fn booted_deployment_survives_keep() {
         String::from_utf8_lossy(&o.stderr).contains("Cannot undeploy currently booted deployment")
     );
 }
+
+#[test]
+fn stateroot_var_seeded_only_when_empty() {
+    let Some((_t, _a, b, tree)) = pair() else {
+        return;
+    };
+    // A stateroot made without `ostree admin os-init`: its var is empty.
+    fs::create_dir_all(b.join("ostree/deploy/fresh/var")).unwrap();
+    ours(&b, &["--stateroot", "fresh", "testos/stable"]);
+    let var = b.join("ostree/deploy/fresh/var");
+    assert_eq!(
+        fs::read_to_string(var.join("lib/foo/state")).unwrap(),
+        "s\n"
+    );
+    // Never merged afterwards: local state stays, new /var content is not copied.
+    fs::write(var.join("lib/foo/state"), "local\n").unwrap();
+    write(&tree.join("var/lib/foo/other"), "o\n");
+    commit(&b, &tree, "2.0");
+    ours(&b, &["--stateroot", "fresh", "testos/stable"]);
+    assert_eq!(
+        fs::read_to_string(var.join("lib/foo/state")).unwrap(),
+        "local\n"
+    );
+    assert!(!var.join("lib/foo/other").exists());
+    // os-init's var (not empty) is left alone, as by ostree 2022.7.
+    ours(&b, &["--stateroot", "testos", "testos/stable"]);
+    assert!(!b.join("ostree/deploy/testos/var/lib/foo").exists());
+    status(&b);
+}
+
+#[test]
+fn read_only_sysroot_is_made_writable_privately() {
+    let Some((_t, _a, b, _)) = pair() else { return };
+    // The sysroot read-only in a private namespace (as sysroot.readonly leaves /sysroot),
+    // /boot a separate writable mount as usual.
+    let o = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && mount --bind \"$1/boot\" \"$1/boot\" \
+             && mount -o remount,bind,rw \"$1/boot\" && ! touch \"$1/ostree/probe\" 2>/dev/null && shift && exec \"$@\"",
+        ])
+        .arg("sh")
+        .arg(&b)
+        .arg(BIN)
+        .args(["deploy", "--sysroot"])
+        .arg(&b)
+        .arg("testos/stable")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("unshare failed") {
+        eprintln!("skipped: no mount namespaces");
+        return;
+    }
+    assert!(o.status.success(), "{err}");
+    assert_eq!(deployment_dirs(&b).len(), 1);
+    status(&b);
+}

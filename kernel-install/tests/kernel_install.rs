@@ -2,8 +2,9 @@
 //! `KERNEL_INSTALL_PLUGINS` pointing at `units/kernel-install/88-ostree-composefs.install`,
 //! against sysroots built with the real `ostree` CLI.
 //!
-//! Signature checks use `ostree_boot::sign::verify_commit` (prepare-root's `--check` is
-//! not on main yet): it is the verification prepare-root runs in signed mode.
+//! Signature checks use `ostree_boot::sign::verify_commit` (the verification prepare-root
+//! runs in signed mode) and, when it is built beside us, `ostree-prepare-root --check`
+//! with the unpacked initrd as its configuration root.
 
 mod common;
 
@@ -582,4 +583,77 @@ fn key_signing_then_ostree_deploys_on_top() {
             e.sysroot.join("ostree/repo").display()
         ))
         .arg("fsck"));
+}
+
+/// `ostree-prepare-root` from the same build, when it was built (`cargo test --workspace`).
+fn prepare_root_bin() -> Option<PathBuf> {
+    let p = Path::new(BIN).with_file_name("ostree-prepare-root");
+    p.is_file().then_some(p)
+}
+
+/// Unpacks an initrd the plugin installed (gzip'd cpio + our appended cpio) into `dir`,
+/// and gives it the signed-mode prepare-root.conf an initrd for this flow carries.
+fn unpack_initrd(initrd: &[u8], orig_len: usize, dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let (a, b) = (dir.join("a.gz"), dir.join("b.cpio"));
+    fs::write(&a, &initrd[..orig_len]).unwrap();
+    fs::write(&b, &initrd[orig_len.next_multiple_of(4)..]).unwrap();
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && gzip -dc a.gz | cpio -id --quiet && cpio -id --quiet < b.cpio && rm a.gz b.cpio")
+        .arg("sh")
+        .arg(dir));
+    write(
+        &dir.join("etc/ostree/prepare-root.conf"),
+        "[composefs]\nenabled=signed\n",
+    );
+}
+
+#[test]
+fn prepare_root_check_refuses_the_other_initrds_deployment() {
+    let Some(pr) = prepare_root_bin() else {
+        eprintln!("skipped: ostree-prepare-root not built beside ostree-composefs");
+        return;
+    };
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nsigning=transient\n") else {
+        return;
+    };
+    let orig_len = fs::metadata(&e.initrd).unwrap().len() as usize;
+    e.add();
+    let (dir1, csum1, initrd1) = check_default(&e);
+    e.add();
+    let (dir2, csum2, initrd2) = check_default(&e);
+    let (r1, r2) = (e.t.path().join("initrd1"), e.t.path().join("initrd2"));
+    unpack_initrd(&initrd1, orig_len, &r1);
+    unpack_initrd(&initrd2, orig_len, &r2);
+    let check = |root: &Path, dep: &Path| {
+        let o = Command::new(&pr)
+            .args(["--check", "--sysroot"])
+            .arg(&e.sysroot)
+            .arg("--config-root")
+            .arg(root)
+            .arg(dep)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let own1 = check(&r1, &dir1);
+    let own2 = check(&r2, &dir2);
+    assert!(
+        own1.contains(&format!("ok: commit {csum1} signed by key 1")),
+        "{own1}"
+    );
+    assert!(
+        own2.contains(&format!("ok: commit {csum2} signed by key 1")),
+        "{own2}"
+    );
+    // Each initrd refuses the other deployment: no key of it signed that commit.
+    for out in [check(&r2, &dir1), check(&r1, &dir2)] {
+        assert!(!out.contains("signed by key"), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("FAIL:") && l.to_lowercase().contains("signature")),
+            "{out}"
+        );
+    }
 }

@@ -317,6 +317,8 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     let cfg = Config::load(Path::new(&conf_root))?;
     let sysroot = cfg.sysroot.clone();
     deploy::check_sysroot(&sysroot)?;
+    // Sealing writes commit objects before the deploy does anything.
+    deploy::ensure_writable_sysroot(&sysroot)?;
     let state = SysrootState::read(&sysroot)?;
     let booted = deploy::find_booted(&sysroot, &state);
     let sr = deploy::resolve_stateroot(&sysroot, cfg.stateroot.as_deref(), booted.as_ref())?;

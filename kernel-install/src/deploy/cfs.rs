@@ -8,30 +8,16 @@
 //! with YES, so only a YES image can match it) and refuse a mismatch.
 
 use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use ostree_boot::composefs::writer::{WriteOptions, write_image};
 use ostree_boot::config::{ComposefsMode, PrepareRootConfig};
 use ostree_boot::fsverity::{digest, ioctl};
-use ostree_boot::ostree::checkout::{DigestSource, Verity, commit_tree_with};
+use ostree_boot::ostree::checkout::{Verity, commit_tree, write_image};
 use ostree_boot::ostree::objects::{Checksum, Commit};
 use ostree_boot::ostree::repo::{Repo, WalkEntry};
 
 use super::fsutil;
-
-/// Digests from the kernel when the object has fs-verity, else from userspace.
-pub struct KernelOrUserspace;
-
-impl DigestSource for KernelOrUserspace {
-    fn measure(&self, file: &File) -> Option<[u8; 32]> {
-        ioctl::measure(file).ok().flatten()
-    }
-    fn digest_files(&self, paths: &[PathBuf]) -> Vec<io::Result<[u8; 32]>> {
-        digest::digest_files_parallel(paths)
-    }
-}
 
 /// ostree's tristate words.
 fn tristate(v: &str) -> Option<ComposefsMode> {
@@ -165,10 +151,8 @@ pub fn write(
     if pol.wanted {
         enable_on_objects(repo, commit, pol.required.as_deref())?;
     }
-    let tree = commit_tree_with(repo, csum, pol.image, &KernelOrUserspace)
-        .context("building the composefs tree")?;
-    let image =
-        write_image(&tree, &WriteOptions::default()).context("writing the composefs image")?;
+    let tree = commit_tree(repo, csum, pol.image).context("building the composefs tree")?;
+    let image = write_image(&tree).context("writing the composefs image")?;
     let got = digest::digest(&image);
     if let Some(want) = expected
         && want != got

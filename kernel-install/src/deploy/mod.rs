@@ -158,6 +158,80 @@ pub fn check_sysroot(sysroot: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The mount point holding `path` (the longest mount point in /proc/self/mountinfo
+/// that is a prefix of it), with mountinfo's octal escapes undone.
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let unescape = |s: &str| -> String {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && i + 3 < b.len()
+                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let mut best = PathBuf::from("/");
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape(mp));
+        if path.starts_with(&mp) && mp.components().count() > best.components().count() {
+            best = mp;
+        }
+    }
+    Ok(best)
+}
+
+/// A read-only sysroot (ostree's `sysroot.readonly`, the default with composefs) is made
+/// writable for this process only, as libostree does: a private mount namespace in
+/// which its mount is remounted read-write. The rest of the system keeps it read-only.
+pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
+    let dir = sysroot.join("ostree/deploy");
+    match rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::ROFS) => {}
+        Err(e) => return Err(e).with_context(|| format!("{} is not writable", dir.display())),
+    }
+    let real = fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let mp = mount_point_of(&real)?;
+    // SAFETY: only a new mount namespace is asked for (no CLONE_FILES), so no file
+    // descriptor table is split between threads; this runs before any thread is made.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .context("a private mount namespace to make the sysroot writable")?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::DOWNSTREAM
+            | rustix::mount::MountPropagationFlags::REC,
+    )
+    .context("making / a downstream mount in the private namespace")?;
+    // Superblock-level read-only (a plain remount) or mount-level (a bind remount).
+    let _ = rustix::mount::mount_remount(&mp, rustix::mount::MountFlags::RELATIME, "");
+    if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
+        rustix::mount::mount_remount(&mp, rustix::mount::MountFlags::BIND, "")
+            .with_context(|| format!("remounting {} read-write", mp.display()))?;
+    }
+    rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).with_context(|| {
+        format!(
+            "{} is still read-only after remounting {}",
+            dir.display(),
+            mp.display()
+        )
+    })?;
+    Ok(())
+}
+
 /// The booted deployment, found as libostree does: the (dev, ino) that prepare-root
 /// recorded in `/run/ostree-booted`, else those of `/` (a non-composefs boot).
 pub fn find_booted(sysroot: &Path, state: &SysrootState) -> Option<Deployment> {
@@ -364,6 +438,7 @@ fn seed_var(sysroot: &Path, sr: &str, deploy: &Path) -> Result<()> {
 pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
     let sysroot = opts.sysroot.as_path();
     check_sysroot(sysroot)?;
+    ensure_writable_sysroot(sysroot)?;
     let _lock = lock_sysroot(sysroot)?;
     let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
     let booted = find_booted(sysroot, &state);
@@ -582,6 +657,7 @@ fn rebase(p: &Path, from: &Path, to: &Path) -> PathBuf {
 /// configuration and removes it; the booted one is refused.
 pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Deployment> {
     check_sysroot(sysroot)?;
+    ensure_writable_sysroot(sysroot)?;
     let _lock = lock_sysroot(sysroot)?;
     let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
     let booted = find_booted(sysroot, &state);
@@ -616,6 +692,7 @@ pub fn undeploy_kver(
     naming: EntryNaming,
 ) -> Result<Vec<Deployment>> {
     check_sysroot(sysroot)?;
+    ensure_writable_sysroot(sysroot)?;
     let _lock = lock_sysroot(sysroot)?;
     let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
     let booted = find_booted(sysroot, &state);

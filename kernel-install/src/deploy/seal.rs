@@ -4,21 +4,16 @@
 //! exact bytes goes into the detached metadata under `ostree.sign.ed25519`.
 
 use anyhow::{Context, Result};
-use ostree_boot::composefs::writer::{WriteOptions, write_image};
 use ostree_boot::fsverity::digest;
-use ostree_boot::ostree::checkout::{Verity, commit_tree_with};
+use ostree_boot::ostree::checkout::{Verity, commit_tree, write_image};
 use ostree_boot::ostree::objects::{COMPOSEFS_DIGEST_KEY, Checksum, Value};
 use ostree_boot::ostree::repo::Repo;
 use ostree_boot::sign::{self, SecretKey};
 
-use super::cfs::KernelOrUserspace;
-
 /// The fs-verity digest of the commit's composefs image.
 pub fn composefs_digest(repo: &Repo, csum: &Checksum) -> Result<[u8; 32]> {
-    let tree = commit_tree_with(repo, csum, Verity::Yes, &KernelOrUserspace)
-        .context("building the composefs tree")?;
-    let image =
-        write_image(&tree, &WriteOptions::default()).context("writing the composefs image")?;
+    let tree = commit_tree(repo, csum, Verity::Yes).context("building the composefs tree")?;
+    let image = write_image(&tree).context("writing the composefs image")?;
     Ok(digest::digest(&image))
 }
 
