@@ -21,8 +21,10 @@ setup:
 build:
 	$(CARGO) build --workspace
 
+# The shipped binaries only: the bench crate (composefs-rs, tokio, OpenSSL) is built by
+# `make bench`, not for every release build.
 release:
-	$(CARGO) build --workspace --release
+	$(CARGO) build --release -p ostree-prepare-root -p ostree-system-generator -p ostree-composefs
 
 # ostree-prepare-root as a static-pie executable (static glibc): nothing for the initrd's
 # loader to resolve. --target keeps crt-static away from build scripts and proc-macros.
