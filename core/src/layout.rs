@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::deployment::Bootlink;
+
 /// Why the layout could not be read or an input was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -184,63 +186,6 @@ pub fn validate_stateroot(name: &str) -> Result<()> {
         return Err(LayoutError::Bad(format!("invalid stateroot name {name:?}")));
     }
     Ok(())
-}
-
-/// `ostree=/ostree/boot.N/<stateroot>/<bootcsum>/<bootserial>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bootlink {
-    pub bootversion: u8,
-    pub stateroot: String,
-    pub bootcsum: String,
-    pub bootserial: u32,
-}
-
-impl Bootlink {
-    /// ostree's regex `^/ostree/boot.([01])/([^/]+)/([^/]+)/([0-9]+)$`.
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = || {
-            LayoutError::Bad(format!(
-                "Invalid ostree= argument '{s}', expected ostree=/ostree/boot.BOOTVERSION/OSNAME/BOOTCSUM/TREESERIAL"
-            ))
-        };
-        let rest = s.strip_prefix("/ostree/boot").ok_or_else(bad)?;
-        let mut chars = rest.chars();
-        chars.next().ok_or_else(bad)?; // the unescaped `.` of the regex matches anything
-        let bootversion = match chars.next() {
-            Some('0') => 0,
-            Some('1') => 1,
-            _ => return Err(bad()),
-        };
-        let rest = chars.as_str().strip_prefix('/').ok_or_else(bad)?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        let [stateroot, bootcsum, serial] = parts[..] else {
-            return Err(bad());
-        };
-        if stateroot.is_empty()
-            || bootcsum.is_empty()
-            || serial.is_empty()
-            || !serial.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(bad());
-        }
-        let bootserial = serial.parse().map_err(|_| bad())?;
-        Ok(Bootlink {
-            bootversion,
-            stateroot: stateroot.into(),
-            bootcsum: bootcsum.into(),
-            bootserial,
-        })
-    }
-}
-
-impl fmt::Display for Bootlink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "/ostree/boot.{}/{}/{}/{}",
-            self.bootversion, self.stateroot, self.bootcsum, self.bootserial
-        )
-    }
 }
 
 /// `<csum>.<serial>`, the name of a deployment directory.
@@ -560,7 +505,7 @@ impl SysrootState {
                 csum,
                 deployserial,
                 bootcsum: bl.bootcsum,
-                bootserial: bl.bootserial,
+                bootserial: bl.treeserial,
                 entry,
             });
         }
@@ -802,7 +747,7 @@ mod tests {
                 bootversion: 1,
                 stateroot: "testos".into(),
                 bootcsum: "7bd0".into(),
-                bootserial: 12
+                treeserial: 12
             }
         );
         assert_eq!(b.to_string(), "/ostree/boot.1/testos/7bd0/12");

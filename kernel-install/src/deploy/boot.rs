@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use ostree_boot::deployment::Bootlink;
 use ostree_boot::layout::{self, Deployment, EntryNaming, SysrootState};
 
 use super::{checkpoint, fsutil};
@@ -86,11 +87,11 @@ fn render_entry(planned: &[Planned], index: usize, bv: u8) -> layout::BootEntry 
             d.stateroot, d.bootcsum, d.bootserial
         ));
     }
-    let link = layout::Bootlink {
+    let link = Bootlink {
         bootversion: bv,
         stateroot: d.stateroot.clone(),
         bootcsum: d.bootcsum.clone(),
-        bootserial: d.bootserial,
+        treeserial: d.bootserial,
     };
     kargs.replace(&format!("ostree={link}"));
     e.set("options", kargs.to_string());
