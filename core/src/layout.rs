@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::deployment::Bootlink;
+use crate::deployment::{Bootlink, DeployName};
 
 /// Why the layout could not be read or an input was refused.
 #[derive(Debug, thiserror::Error)]
@@ -186,18 +186,6 @@ pub fn validate_stateroot(name: &str) -> Result<()> {
         return Err(LayoutError::Bad(format!("invalid stateroot name {name:?}")));
     }
     Ok(())
-}
-
-/// `<csum>.<serial>`, the name of a deployment directory.
-pub fn parse_deploy_name(name: &str) -> Option<(String, u32)> {
-    let (csum, serial) = name.rsplit_once('.')?;
-    if csum.is_empty() || !csum.bytes().all(|b| b.is_ascii_hexdigit()) || serial.is_empty() {
-        return None;
-    }
-    if !serial.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((csum.to_string(), serial.parse().ok()?))
 }
 
 /// One deployment as the bootloader configuration describes it.
@@ -495,15 +483,14 @@ impl SysrootState {
                 .file_name()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let (csum, deployserial) =
-                parse_deploy_name(&base).ok_or_else(|| LayoutError::Invalid {
-                    path: linkpath.clone(),
-                    msg: format!("bootlink target {target:?} is not <csum>.<serial>"),
-                })?;
+            let name = DeployName::parse(&base).map_err(|_| LayoutError::Invalid {
+                path: linkpath.clone(),
+                msg: format!("bootlink target {target:?} is not <csum>.<serial>"),
+            })?;
             deployments.push(Deployment {
                 stateroot: bl.stateroot,
-                csum,
-                deployserial,
+                csum: name.checksum,
+                deployserial: name.serial,
                 bootcsum: bl.bootcsum,
                 bootserial: bl.treeserial,
                 entry,
@@ -805,8 +792,18 @@ mod tests {
             os_release_title("ID=x\nPRETTY_NAME=\"Debian \\\"12\\\"\"\n").as_deref(),
             Some("Debian \"12\"")
         );
-        assert_eq!(parse_deploy_name("abc0.12"), Some(("abc0".into(), 12)));
-        assert_eq!(parse_deploy_name("abc.x"), None);
+        assert_eq!(
+            DeployName::parse("abc0.12")
+                .ok()
+                .map(|n| (n.checksum, n.serial)),
+            Some(("abc0".into(), 12))
+        );
+        assert_eq!(
+            DeployName::parse("abc.x")
+                .ok()
+                .map(|n| (n.checksum, n.serial)),
+            None
+        );
     }
 
     #[test]

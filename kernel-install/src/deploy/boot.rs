@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use ostree_boot::deployment::Bootlink;
+use ostree_boot::deployment::{Bootlink, DeployName};
 use ostree_boot::layout::{self, Deployment, EntryNaming, SysrootState};
 
 use super::{checkpoint, fsutil};
@@ -250,7 +250,7 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
             let ent = ent.with_context(|| format!("reading {}", ddir.display()))?;
             let name = ent.file_name().to_string_lossy().into_owned();
             let base = name.strip_suffix(".origin").unwrap_or(&name);
-            if layout::parse_deploy_name(base).is_none() {
+            if DeployName::parse(base).is_err() {
                 // Our own temp files (`.x.tmp`) are leftovers; anything else is not ours.
                 if name.starts_with('.') && name.ends_with(".tmp") {
                     remove_path(&ent.path())?;

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
+use ostree_boot::deployment::DeployName;
 use ostree_boot::layout::{self, BootEntry, Deployment, EntryNaming, Kargs, SysrootState};
 use ostree_boot::ostree::repo::Repo;
 
@@ -338,10 +339,10 @@ fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
         for e in rd {
             let e = e.with_context(|| format!("reading {}", dir.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some((c, s)) = layout::parse_deploy_name(&name)
-                && c == csum
+            if let Ok(n) = DeployName::parse(&name)
+                && n.checksum == csum
             {
-                next = next.max(s + 1);
+                next = next.max(n.serial + 1);
             }
         }
     }
