@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::deployment::{Bootlink, DeployName};
+use crate::keyfile::{KeyFile, KeyFileError};
 
 /// Why the layout could not be read or an input was refused.
 #[derive(Debug, thiserror::Error)]
@@ -558,59 +559,17 @@ fn escape_keyfile_value(v: &str) -> String {
     out
 }
 
-/// `refspec` (or `baserefspec`) of the `[origin]` group of an origin file.
-pub fn origin_refspec(text: &str) -> Option<String> {
-    let mut in_origin = false;
-    let mut base = None;
-    for line in text.lines() {
-        let l = line.trim_start();
-        if l.starts_with('#') || l.is_empty() {
-            continue;
-        }
-        if l.starts_with('[') {
-            in_origin = l.trim_end() == "[origin]";
-            continue;
-        }
-        if !in_origin {
-            continue;
-        }
-        if let Some((k, v)) = l.split_once('=') {
-            match k.trim_end() {
-                "refspec" => return Some(v.trim_start().to_string()),
-                "baserefspec" => base = Some(v.trim_start().to_string()),
-                _ => {}
-            }
-        }
-    }
-    base
-}
-
-/// `[group] key` of a small GKeyFile such as an origin file (last assignment wins).
-pub fn keyfile_get(text: &str, group: &str, key: &str) -> Option<String> {
-    let mut in_group = false;
-    let mut found = None;
-    for line in text.lines() {
-        let l = line.trim_start();
-        if l.starts_with('#') || l.is_empty() {
-            continue;
-        }
-        if let Some(rest) = l.strip_prefix('[') {
-            in_group = rest.trim_end().strip_suffix(']') == Some(group);
-            continue;
-        }
-        if in_group
-            && let Some((k, v)) = l.split_once('=')
-            && k.trim_end() == key
-        {
-            found = Some(v.trim().to_string());
-        }
-    }
-    found
-}
-
-/// A GKeyFile boolean (`true|false|1|0`); anything else or absent is false.
-pub fn keyfile_bool(text: &str, group: &str, key: &str) -> bool {
-    matches!(keyfile_get(text, group, key).as_deref(), Some("true" | "1"))
+/// `refspec` (or, failing that, `baserefspec`) of the `[origin]` group of an origin file,
+/// read with GKeyFile's rules as libostree reads it; `source` names the file in errors.
+pub fn origin_refspec(
+    text: &str,
+    source: &Path,
+) -> std::result::Result<Option<String>, KeyFileError> {
+    let kf = KeyFile::parse(text, source)?;
+    Ok(kf
+        .get("origin", "refspec")
+        .or_else(|| kf.get("origin", "baserefspec"))
+        .map(str::to_string))
 }
 
 /// A kernel found in a deployment tree (`get_kernel_from_tree_usrlib_modules`).
@@ -836,7 +795,12 @@ mod tests {
             "[origin]\nrefspec=testos/stable\n"
         );
         assert_eq!(
-            origin_refspec("[origin]\nrefspec=r:a/b\n[x]\nrefspec=no\n").as_deref(),
+            origin_refspec(
+                "[origin]\nrefspec=r:a/b\n[x]\nrefspec=no\n",
+                Path::new("x.origin")
+            )
+            .unwrap()
+            .as_deref(),
             Some("r:a/b")
         );
     }

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
 use ostree_boot::deployment::DeployName;
+use ostree_boot::keyfile::KeyFile;
 use ostree_boot::layout::{self, BootEntry, Deployment, EntryNaming, Kargs, SysrootState};
 use ostree_boot::ostree::repo::Repo;
 
@@ -295,10 +296,19 @@ pub fn merge_deployment<'a>(
     state.deployments.iter().find(|d| d.stateroot == sr)
 }
 
-fn pinned(sysroot: &Path, d: &Deployment) -> bool {
-    fs::read_to_string(sysroot.join(d.origin_path()))
-        .map(|t| layout::keyfile_bool(&t, "libostree-transient", "pinned"))
-        .unwrap_or(false)
+/// `[libostree-transient] pinned` of the origin file. libostree reads it with
+/// `g_key_file_get_boolean` ignoring errors (an odd value is not pinned); an origin file
+/// GKeyFile cannot parse fails libostree's sysroot load, so it fails here too rather than
+/// letting a pinned deployment be pruned. A missing origin file is not pinned.
+fn pinned(sysroot: &Path, d: &Deployment) -> Result<bool> {
+    let Some(kf) = KeyFile::load_optional(&sysroot.join(d.origin_path()))? else {
+        return Ok(false);
+    };
+    Ok(kf
+        .get_bool("libostree-transient", "pinned")
+        .ok()
+        .flatten()
+        .unwrap_or(false))
 }
 
 /// Which existing deployments stay beside the new one (which goes first).
@@ -309,12 +319,12 @@ pub fn retained<'a>(
     booted: Option<&Deployment>,
     merge: Option<&Deployment>,
     keep: Option<usize>,
-) -> Vec<&'a Deployment> {
+) -> Result<Vec<&'a Deployment>> {
     let mut out = Vec::new();
     let mut same_sr = 1; // the new deployment
     for d in &state.deployments {
         let is_booted = booted.is_some_and(|b| b.same(d));
-        let keep_it = if d.stateroot != sr || is_booted || pinned(sysroot, d) {
+        let keep_it = if d.stateroot != sr || is_booted || pinned(sysroot, d)? {
             true
         } else {
             match keep {
@@ -329,7 +339,7 @@ pub fn retained<'a>(
             out.push(d);
         }
     }
-    out
+    Ok(out)
 }
 
 fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
@@ -528,7 +538,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             booted.as_ref(),
             merge.as_ref(),
             opts.keep,
-        );
+        )?;
         let removed: Vec<String> = state
             .deployments
             .iter()
