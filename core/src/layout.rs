@@ -118,7 +118,13 @@ impl BootEntry {
     }
 }
 
-/// Kernel arguments as ostree splits them: on spaces, keeping order and duplicates.
+/// The `options` line of a BLS entry, for editing it as ostree's `OstreeKernelArgs` does:
+/// split on spaces only, order, duplicates and quotes kept verbatim so that rendering
+/// gives back what was read, and `replace`/`remove_key` with ostree's rules.
+///
+/// Not for reading the running kernel's command line: that is [`crate::cmdline::Cmdline`],
+/// which splits and unquotes as systemd does and takes the first `key=` as ostree-prepare-root
+/// does. The two split differently on purpose (quotes, tabs, newlines).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Kargs(Vec<String>);
 
