@@ -11,9 +11,9 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::objects::{
@@ -573,52 +573,18 @@ impl Repo {
         Ok(())
     }
 
-    /// Writes `data` to `path` atomically: a temporary file beside it, fsync, rename,
-    /// fsync of the directory.
+    /// Writes `data` to `path` atomically ([`crate::fsutil::write_atomic`]), creating
+    /// the directory first.
     pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), RepoError> {
-        // A bare file name has the empty path as parent: that is the current directory.
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
-            Some(_) => Path::new("."),
-            None => {
-                return Err(RepoError::Config {
-                    path: path.to_path_buf(),
-                    msg: "no parent directory".into(),
-                });
-            }
+            _ => Path::new("."),
         };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let base = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).map_err(|e| RepoError::Io {
-            path: dir.to_path_buf(),
-            err: io::Error::other(e.to_string()),
-        })?;
-        let tmp = dir.join(format!(".{base}.tmp-{}", hex::encode(rnd)));
-        let res = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)
-                .map_err(io_err(&tmp))?;
-            f.write_all(data).map_err(io_err(&tmp))?;
-            // The umask may have narrowed the mode given at creation.
-            f.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-            fs::rename(&tmp, path).map_err(io_err(path))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res
+        crate::fsutil::write_atomic(path, data, mode).map_err(|e| RepoError::Io {
+            path: e.path,
+            err: e.source,
+        })
     }
 
     /// Stores a metadata object under the checksum of its bytes and returns it. An object
@@ -665,6 +631,7 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn keyfile_lookup() {

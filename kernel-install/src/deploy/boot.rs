@@ -252,7 +252,7 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
             let base = name.strip_suffix(".origin").unwrap_or(&name);
             if DeployName::parse(base).is_err() {
                 // Our own temp files (`.x.tmp`) are leftovers; anything else is not ours.
-                if name.starts_with('.') && name.ends_with(".tmp") {
+                if fsutil::is_temp_name(&name) {
                     remove_path(&ent.path())?;
                 }
                 continue;
