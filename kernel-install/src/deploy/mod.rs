@@ -234,6 +234,19 @@ pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What every change of the boot configuration starts with: a usable, writable sysroot,
+/// its lock (held until the returned guard drops), the current state, the booted
+/// deployment, and the leftovers of an interrupted earlier run removed.
+fn begin_change(sysroot: &Path) -> Result<(SysrootLock, SysrootState, Option<Deployment>)> {
+    check_sysroot(sysroot)?;
+    ensure_writable_sysroot(sysroot)?;
+    let lock = lock_sysroot(sysroot)?;
+    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
+    let booted = find_booted(sysroot, &state);
+    boot::cleanup(sysroot, booted.as_ref()).context("removing leftovers of an earlier run")?;
+    Ok((lock, state, booted))
+}
+
 /// The booted deployment, found as libostree does: the (dev, ino) that prepare-root
 /// recorded in `/run/ostree-booted`, else those of `/` (a non-composefs boot).
 pub fn find_booted(sysroot: &Path, state: &SysrootState) -> Option<Deployment> {
@@ -448,12 +461,7 @@ fn seed_var(sysroot: &Path, sr: &str, deploy: &Path) -> Result<()> {
 /// `ostree-composefs deploy`.
 pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
     let sysroot = opts.sysroot.as_path();
-    check_sysroot(sysroot)?;
-    ensure_writable_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref()).context("removing leftovers of an earlier run")?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     checkpoint("start")?;
     let sr = resolve_stateroot(sysroot, opts.stateroot.as_deref(), booted.as_ref())?;
 
@@ -667,12 +675,7 @@ fn rebase(p: &Path, from: &Path, to: &Path) -> PathBuf {
 /// `ostree-composefs undeploy INDEX`: drops deployment INDEX (0 = default) from the boot
 /// configuration and removes it; the booted one is refused.
 pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Deployment> {
-    check_sysroot(sysroot)?;
-    ensure_writable_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref())?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     let Some(target) = state.deployments.get(index).cloned() else {
         bail!(
             "Out of range deployment index {index}, expected < {}",
@@ -702,12 +705,7 @@ pub fn undeploy_kver(
     kver: &str,
     naming: EntryNaming,
 ) -> Result<Vec<Deployment>> {
-    check_sysroot(sysroot)?;
-    ensure_writable_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref())?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     let suffix = format!("/vmlinuz-{kver}");
     let (gone, stay): (Vec<&Deployment>, Vec<&Deployment>) =
         state.deployments.iter().partition(|d| {
