@@ -81,7 +81,11 @@ impl Facts {
     }
 }
 
-fn legacy_repo_readonly(path: &Path) -> bool {
+/// ostree's legacy `[sysroot] readonly` flag of `<sysroot>/ostree/repo/config`, read as
+/// ostree-prepare-root does: a config GKeyFile cannot load is logged and ignored, and a
+/// missing or non-boolean value is false. Never an error, so a damaged repo config cannot
+/// stop the boot.
+pub fn legacy_repo_readonly(path: &Path) -> bool {
     match crate::keyfile::KeyFile::load_optional(path) {
         Ok(Some(kf)) => kf
             .get_bool("sysroot", "readonly")

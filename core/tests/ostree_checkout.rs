@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+mod common;
+use common::run;
 use ostree_boot::composefs::tree::{Tree, mode};
 use ostree_boot::fsverity::digest;
 use ostree_boot::ostree::checkout::{
@@ -15,19 +16,6 @@ use ostree_boot::ostree::checkout::{
 };
 use ostree_boot::ostree::repo::Repo;
 use sha2::{Digest, Sha256};
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Test-only fs-verity sha256 (4 KiB blocks, no salt), to check the tree before the
 /// crate's own digest module is wired in.

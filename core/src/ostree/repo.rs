@@ -11,9 +11,9 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::objects::{
@@ -21,6 +21,7 @@ use super::objects::{
     Xattr, object_path, parse_checksum, sha256,
 };
 use crate::composefs::tree::mode::{S_IFLNK, S_IFMT, S_IFREG};
+use crate::keyfile::{KeyFile, KeyFileError};
 
 /// ostree's own limit on directory nesting (`OSTREE_MAX_RECURSION`).
 pub const MAX_RECURSION: usize = 256;
@@ -50,6 +51,8 @@ pub enum RepoError {
     Io { path: PathBuf, err: io::Error },
     #[error("{path}: {msg}")]
     Config { path: PathBuf, msg: String },
+    #[error(transparent)]
+    ConfigSyntax(#[from] KeyFileError),
     #[error("repository mode {0:?} is not supported (bare, bare-user and bare-user-only are)")]
     UnsupportedMode(String),
     #[error("{path}: {err}")]
@@ -135,7 +138,8 @@ pub enum WalkEntry<'a> {
 pub struct Repo {
     path: PathBuf,
     mode: RepoMode,
-    config: String,
+    /// `config`, read with GKeyFile's rules as libostree reads it.
+    config: KeyFile,
 }
 
 /// Reads a whole file, turning ENOENT into `None`.
@@ -148,29 +152,6 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RepoError> {
             err: e,
         }),
     }
-}
-
-/// Looks up `key` in `[group]` of a GKeyFile text; the last assignment wins, as in GLib.
-fn keyfile_get(text: &str, group: &str, key: &str) -> Option<String> {
-    let mut in_group = false;
-    let mut found = None;
-    for line in text.lines() {
-        let line = line.trim_start();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            in_group = rest.trim_end().strip_suffix(']') == Some(group);
-            continue;
-        }
-        if in_group
-            && let Some((k, v)) = line.split_once('=')
-            && k.trim_end() == key
-        {
-            found = Some(v.trim().to_string());
-        }
-    }
-    found
 }
 
 /// A ref name as ostree accepts it: `/`-separated components of `[A-Za-z0-9._-]`, none
@@ -247,8 +228,9 @@ impl Repo {
     pub fn open(path: impl AsRef<Path>) -> Result<Repo, RepoError> {
         let path = path.as_ref().to_path_buf();
         let cfg_path = path.join("config");
-        let config = fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
-        let mode = keyfile_get(&config, "core", "mode").unwrap_or_else(|| "bare".to_string());
+        let text = fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
+        let config = KeyFile::parse(&text, &cfg_path)?;
+        let mode = config.get("core", "mode").unwrap_or("bare").to_string();
         let mode = match mode.as_str() {
             "bare" => RepoMode::Bare,
             "bare-user" => RepoMode::BareUser,
@@ -279,7 +261,7 @@ impl Repo {
     }
     /// A value of the repository's `config` (GKeyFile), e.g. `("ex-integrity", "composefs")`.
     pub fn config_value(&self, group: &str, key: &str) -> Option<String> {
-        keyfile_get(&self.config, group, key)
+        self.config.get(group, key).map(str::to_string)
     }
 
     pub fn object_path(&self, csum: &Checksum, kind: ObjectType) -> PathBuf {
@@ -591,52 +573,18 @@ impl Repo {
         Ok(())
     }
 
-    /// Writes `data` to `path` atomically: a temporary file beside it, fsync, rename,
-    /// fsync of the directory.
+    /// Writes `data` to `path` atomically ([`crate::fsutil::write_atomic`]), creating
+    /// the directory first.
     pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), RepoError> {
-        // A bare file name has the empty path as parent: that is the current directory.
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
-            Some(_) => Path::new("."),
-            None => {
-                return Err(RepoError::Config {
-                    path: path.to_path_buf(),
-                    msg: "no parent directory".into(),
-                });
-            }
+            _ => Path::new("."),
         };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let base = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).map_err(|e| RepoError::Io {
-            path: dir.to_path_buf(),
-            err: io::Error::other(e.to_string()),
-        })?;
-        let tmp = dir.join(format!(".{base}.tmp-{}", hex::encode(rnd)));
-        let res = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)
-                .map_err(io_err(&tmp))?;
-            f.write_all(data).map_err(io_err(&tmp))?;
-            // The umask may have narrowed the mode given at creation.
-            f.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-            fs::rename(&tmp, path).map_err(io_err(path))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res
+        crate::fsutil::write_atomic(path, data, mode).map_err(|e| RepoError::Io {
+            path: e.path,
+            err: e.source,
+        })
     }
 
     /// Stores a metadata object under the checksum of its bytes and returns it. An object
@@ -683,16 +631,15 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn keyfile_lookup() {
         let t = "[core]\nrepo_version=1\nmode = bare-user\n\n[ex-integrity]\ncomposefs=true\n# x\n";
-        assert_eq!(keyfile_get(t, "core", "mode").as_deref(), Some("bare-user"));
-        assert_eq!(
-            keyfile_get(t, "ex-integrity", "composefs").as_deref(),
-            Some("true")
-        );
-        assert_eq!(keyfile_get(t, "core", "composefs"), None);
+        let kf = KeyFile::parse(t, Path::new("config")).unwrap();
+        assert_eq!(kf.get("core", "mode"), Some("bare-user"));
+        assert_eq!(kf.get("ex-integrity", "composefs"), Some("true"));
+        assert_eq!(kf.get("core", "composefs"), None);
     }
 
     #[test]

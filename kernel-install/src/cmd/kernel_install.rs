@@ -332,7 +332,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
             )?;
             let p = sysroot.join(d.origin_path());
             let t = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-            layout::origin_refspec(&t)
+            layout::origin_refspec(&t, &p)?
                 .with_context(|| format!("{}: no [origin] refspec", p.display()))?
         }
     };

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
+use ostree_boot::deployment::DeployName;
+use ostree_boot::keyfile::KeyFile;
 use ostree_boot::layout::{self, BootEntry, Deployment, EntryNaming, Kargs, SysrootState};
 use ostree_boot::ostree::repo::Repo;
 
@@ -232,6 +234,19 @@ pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
     Ok(())
 }
 
+/// What every change of the boot configuration starts with: a usable, writable sysroot,
+/// its lock (held until the returned guard drops), the current state, the booted
+/// deployment, and the leftovers of an interrupted earlier run removed.
+fn begin_change(sysroot: &Path) -> Result<(SysrootLock, SysrootState, Option<Deployment>)> {
+    check_sysroot(sysroot)?;
+    ensure_writable_sysroot(sysroot)?;
+    let lock = lock_sysroot(sysroot)?;
+    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
+    let booted = find_booted(sysroot, &state);
+    boot::cleanup(sysroot, booted.as_ref()).context("removing leftovers of an earlier run")?;
+    Ok((lock, state, booted))
+}
+
 /// The booted deployment, found as libostree does: the (dev, ino) that prepare-root
 /// recorded in `/run/ostree-booted`, else those of `/` (a non-composefs boot).
 pub fn find_booted(sysroot: &Path, state: &SysrootState) -> Option<Deployment> {
@@ -294,10 +309,19 @@ pub fn merge_deployment<'a>(
     state.deployments.iter().find(|d| d.stateroot == sr)
 }
 
-fn pinned(sysroot: &Path, d: &Deployment) -> bool {
-    fs::read_to_string(sysroot.join(d.origin_path()))
-        .map(|t| layout::keyfile_bool(&t, "libostree-transient", "pinned"))
-        .unwrap_or(false)
+/// `[libostree-transient] pinned` of the origin file. libostree reads it with
+/// `g_key_file_get_boolean` ignoring errors (an odd value is not pinned); an origin file
+/// GKeyFile cannot parse fails libostree's sysroot load, so it fails here too rather than
+/// letting a pinned deployment be pruned. A missing origin file is not pinned.
+fn pinned(sysroot: &Path, d: &Deployment) -> Result<bool> {
+    let Some(kf) = KeyFile::load_optional(&sysroot.join(d.origin_path()))? else {
+        return Ok(false);
+    };
+    Ok(kf
+        .get_bool("libostree-transient", "pinned")
+        .ok()
+        .flatten()
+        .unwrap_or(false))
 }
 
 /// Which existing deployments stay beside the new one (which goes first).
@@ -308,12 +332,12 @@ pub fn retained<'a>(
     booted: Option<&Deployment>,
     merge: Option<&Deployment>,
     keep: Option<usize>,
-) -> Vec<&'a Deployment> {
+) -> Result<Vec<&'a Deployment>> {
     let mut out = Vec::new();
     let mut same_sr = 1; // the new deployment
     for d in &state.deployments {
         let is_booted = booted.is_some_and(|b| b.same(d));
-        let keep_it = if d.stateroot != sr || is_booted || pinned(sysroot, d) {
+        let keep_it = if d.stateroot != sr || is_booted || pinned(sysroot, d)? {
             true
         } else {
             match keep {
@@ -328,7 +352,7 @@ pub fn retained<'a>(
             out.push(d);
         }
     }
-    out
+    Ok(out)
 }
 
 fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
@@ -338,10 +362,10 @@ fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
         for e in rd {
             let e = e.with_context(|| format!("reading {}", dir.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some((c, s)) = layout::parse_deploy_name(&name)
-                && c == csum
+            if let Ok(n) = DeployName::parse(&name)
+                && n.checksum == csum
             {
-                next = next.max(s + 1);
+                next = next.max(n.serial + 1);
             }
         }
     }
@@ -437,12 +461,7 @@ fn seed_var(sysroot: &Path, sr: &str, deploy: &Path) -> Result<()> {
 /// `ostree-composefs deploy`.
 pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
     let sysroot = opts.sysroot.as_path();
-    check_sysroot(sysroot)?;
-    ensure_writable_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref()).context("removing leftovers of an earlier run")?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     checkpoint("start")?;
     let sr = resolve_stateroot(sysroot, opts.stateroot.as_deref(), booted.as_ref())?;
 
@@ -527,7 +546,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             booted.as_ref(),
             merge.as_ref(),
             opts.keep,
-        );
+        )?;
         let removed: Vec<String> = state
             .deployments
             .iter()
@@ -656,12 +675,7 @@ fn rebase(p: &Path, from: &Path, to: &Path) -> PathBuf {
 /// `ostree-composefs undeploy INDEX`: drops deployment INDEX (0 = default) from the boot
 /// configuration and removes it; the booted one is refused.
 pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Deployment> {
-    check_sysroot(sysroot)?;
-    ensure_writable_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref())?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     let Some(target) = state.deployments.get(index).cloned() else {
         bail!(
             "Out of range deployment index {index}, expected < {}",
@@ -691,12 +705,7 @@ pub fn undeploy_kver(
     kver: &str,
     naming: EntryNaming,
 ) -> Result<Vec<Deployment>> {
-    check_sysroot(sysroot)?;
-    ensure_writable_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref())?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     let suffix = format!("/vmlinuz-{kver}");
     let (gone, stay): (Vec<&Deployment>, Vec<&Deployment>) =
         state.deployments.iter().partition(|d| {

@@ -282,7 +282,9 @@ pub fn deployment_dirs(sysroot: &Path) -> Vec<PathBuf> {
             let l = l.trim_start_matches(['*', ' ']);
             let (sr, name) = l.split_once(' ')?;
             let name = name.split_whitespace().next()?;
-            let (csum, _) = ostree_boot::layout::parse_deploy_name(name)?;
+            let csum = ostree_boot::deployment::DeployName::parse(name)
+                .ok()?
+                .checksum;
             if !ostree_boot::layout::is_hex_csum(&csum) {
                 return None;
             }
