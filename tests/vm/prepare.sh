@@ -7,7 +7,7 @@
 
 variants=("$@")
 if [ ${#variants[@]} -eq 0 ]; then
-    mapfile -t variants < <(sed -n 's/^VARIANT=\([a-z]*\).*/\1/p' "$VM_DIR"/cases/*.case | sort -u)
+    mapfile -t variants < <(sed -n 's/^VARIANT=\([a-z0-9]*\).*/\1/p' "$VM_DIR"/cases/*.case | sort -u)
 fi
 timed() {
     local t
