@@ -10,7 +10,8 @@
 #   legacy     the host's `ostree` CLI (Debian 12, 2022.7): no composefs image.
 #   composefs  then our kernel-install plugin (`kernel-install add` with layout=ostree)
 #              deploys the same commit again with `.ostree.cfs`; keep=1 drops the first.
-#   verity     the same; the verity pass (stages.sh) enables fs-verity afterwards.
+#   verity     the same, signed with a throwaway key so that the commit carries its composefs
+#              digest; the verity pass (stages.sh) enables fs-verity afterwards.
 #   signed     the same, signing=transient: fresh key, public key appended to the initrd.
 #   signed2    two transient-signed deploys (keep=2): the older initrd carries another key;
 #              its initrd is kept as initrd-prev.img next to the disk.
@@ -34,7 +35,15 @@ vm_deploy() {
     ostree admin deploy --sysroot="$sysroot" --os="$STATEROOT" "${karg_opts[@]}" "$OSTREE_REF" >&2
     case $variant in
         legacy) ;;
-        composefs | verity) plugin_deploy "$sysroot" "$tree" none 1 "$kargs" ;;
+        composefs) plugin_deploy "$sysroot" "$tree" none 1 "$kargs" ;;
+        verity)
+            # The image records the objects' fs-verity digests only when the commit carries
+            # its composefs digest (the host cannot measure: no fs-verity here), and the
+            # deployer seals a commit when it signs it: sign with a throwaway key.
+            [ -n "$keydir" ] || die "verity needs a key directory"
+            gen_ed25519_key "$keydir" deploy
+            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 1 "$kargs"
+            ;;
         signed) plugin_deploy "$sysroot" "$tree" transient 1 "$kargs" ;;
         signedkey)
             [ -n "$keydir" ] || die "signedkey needs a key directory"

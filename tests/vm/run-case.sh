@@ -162,7 +162,10 @@ for a in "${entry_options[@]}"; do
 done
 # rd.shell=0 rd.emergency=poweroff: an initrd failure powers the VM off instead of waiting
 # at an emergency shell until the timeout.
+# systemd.crash_*: if PID 1 cannot exec the real root's init (EIO on a verity failure, for
+# one) it would freeze until the timeout; rebooting ends the VM (-no-reboot) at once.
 APPEND="$OPTIONS$KARGS_ADD rd.shell=0 rd.emergency=poweroff systemd.show_status=auto"
+APPEND+=" systemd.crash_reboot=1 systemd.crash_action=reboot"
 # A refusal happens in the initrd, whose journal is lost: show it on the console instead,
 # so that the reason (prepare-root's message) is in the log the case checks.
 [ "$EXPECT" = refused ] && APPEND+=" systemd.journald.forward_to_console=1"
