@@ -82,6 +82,7 @@ vm_cases! {
     composefs_verity => "composefs-verity",
     composefs_yes => "composefs-yes",
     etc_transient => "etc-transient",
+    image_swapped => "image-swapped",
     image_without_verity => "image-without-verity",
     old_transient_key => "old-transient-key",
     root_transient => "root-transient",

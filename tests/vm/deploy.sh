@@ -15,6 +15,7 @@
 #   signed     the same, signing=transient: fresh key, public key appended to the initrd.
 #   signed2    two transient-signed deploys (keep=2): the older initrd carries another key;
 #              its initrd is kept as initrd-prev.img next to the disk.
+#   verity2    like verity, then a second, different commit deployed the same way (keep=2).
 #   signedkey  signing=key with a key made here (KEYDIR/deploy.secret); KEYDIR/other.* is a
 #              second key. The initrd gets no key: cases add one (INITRD_KEY).
 # The plugin is the real thing as installed, driven by the host's kernel-install (systemd
@@ -54,6 +55,20 @@ vm_deploy() {
         signed2)
             plugin_deploy "$sysroot" "$tree" transient 2 "$kargs"
             plugin_deploy "$sysroot" "$tree" transient 2 "$kargs"
+            ;;
+        verity2)
+            # Two different commits (the second adds a file), both deployed with their
+            # images: a case can give the newer one the older one's verity-enabled image.
+            [ -n "$keydir" ] || die "verity2 needs a key directory"
+            gen_ed25519_key "$keydir" deploy
+            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs"
+            mkdir -p "$sysroot.layer/usr/lib/ostree-vm-test"
+            echo 2 >"$sysroot.layer/usr/lib/ostree-vm-test/generation"
+            ostree --repo="$sysroot/ostree/repo" commit --branch="$OSTREE_REF" \
+                --subject="ostree VM harness test OS, generation 2" \
+                --tree=dir="$tree" --tree=dir="$sysroot.layer" >&2
+            rm -rf "$sysroot.layer"
+            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs"
             ;;
         *) die "unknown deploy variant '$variant'" ;;
     esac
