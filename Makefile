@@ -21,8 +21,17 @@ setup:
 build:
 	$(CARGO) build --workspace
 
+# The shipped binaries only: the bench crate (composefs-rs, tokio, OpenSSL) is built by
+# `make bench`, not for every release build.
 release:
-	$(CARGO) build --workspace --release
+	$(CARGO) build --release -p ostree-prepare-root -p ostree-system-generator -p ostree-composefs
+
+# ostree-prepare-root as a static-pie executable (static glibc): nothing for the initrd's
+# loader to resolve. --target keeps crt-static away from build scripts and proc-macros.
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+.PHONY: initrd-static
+initrd-static:
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST_TRIPLE) -p ostree-prepare-root
 
 lint:
 	$(CARGO) fmt --all --check
@@ -46,19 +55,27 @@ check: setup lint test vm-test
 demo: setup release
 	bash scripts/demo.sh
 
+# Fuzzing (cargo-fuzz, stable toolchain through RUSTC_BOOTSTRAP). New inputs go to a
+# scratch corpus; the committed seeds in fuzz/corpus/<target> are only read.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta pubkeys
+FUZZ_WORK ?= $(CARGO_TARGET_DIR)/fuzz-corpus
+fuzz:
+	SETUP_FUZZ=1 bash scripts/setup.sh
+	for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_WORK)/$$t && \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t $(FUZZ_WORK)/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS)) || exit 1; \
+	done
+
 clean:
 	$(CARGO) clean
 
 # Benchmarks print ratios against references measured in the same run.
 bench:
 	$(CARGO) run --release -p ostree-composefs-bench
-
-# Each fuzz target for FUZZ_SECONDS (cargo-fuzz needs nightly features: RUSTC_BOOTSTRAP).
-FUZZ_SECONDS ?= 300
-FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta
-fuzz:
-	cd fuzz && for t in $(FUZZ_TARGETS); do \
-	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+	$(CARGO) build --release -p ostree-composefs
+	bash scripts/bench-deploy.sh
 
 # ---------------------------------------------------------------------------------------
 # Installation.

@@ -36,7 +36,8 @@ pub struct OstreeTarget {
     pub is_aboot: bool,
 }
 
-/// A parsed kernel command line.
+/// A parsed kernel command line, for looking arguments up (read-only). Editing the
+/// `options` of a boot entry, which must round-trip verbatim, is [`crate::layout::Kargs`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cmdline {
     args: Vec<String>,

@@ -80,14 +80,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Cmdline(#[from] CmdlineError),
     /// `root.transient` and `root.transient-ro` are exclusive.
-    #[error("{}: Cannot set both root.transient and root.transient-ro", source_name(.file))]
-    TransientConflict { file: Option<PathBuf> },
-}
-
-fn source_name(p: &Option<PathBuf>) -> String {
-    p.as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "prepare-root.conf".into())
+    #[error("{}:{line}: [root] transient-ro: Cannot set both root.transient and root.transient-ro", file.display())]
+    TransientConflict { file: PathBuf, line: usize },
 }
 
 /// The contents of prepare-root.conf, validated, before the kernel command line.
@@ -146,7 +140,8 @@ impl PrepareRootConfig {
         let transient_ro = kf.get_bool("root", "transient-ro")?.unwrap_or(false);
         if transient && transient_ro {
             return Err(ConfigError::TransientConflict {
-                file: cfg.source.clone(),
+                file: kf.source().to_path_buf(),
+                line: kf.line_of("root", "transient-ro").unwrap_or_default(),
             });
         }
         cfg.root_transient = transient || transient_ro;
@@ -158,7 +153,7 @@ impl PrepareRootConfig {
             cfg.composefs = match raw {
                 "signed" => ComposefsMode::Signed,
                 "verity" => ComposefsMode::Verity,
-                _ => ComposefsMode::parse_tristate(raw.trim_matches(g_space))
+                _ => ComposefsMode::parse_tristate(raw.trim_matches(crate::keyfile::g_space))
                     .ok_or_else(|| kf.invalid_value("composefs", "enabled", ENABLED_EXPECTED))?,
             };
         }
@@ -169,10 +164,6 @@ impl PrepareRootConfig {
         cfg.sysroot_readonly = kf.get_bool("sysroot", "readonly")?;
         Ok(cfg)
     }
-}
-
-fn g_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\u{0b}' | '\u{0c}' | '\r')
 }
 
 /// The effective configuration: the file, then the kernel command line, then defaults.
@@ -357,7 +348,7 @@ mod tests {
         let e = cfg("[root]\ntransient=true\ntransient-ro=true\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "/usr/lib/ostree/prepare-root.conf: Cannot set both root.transient and root.transient-ro"
+            "/usr/lib/ostree/prepare-root.conf:3: [root] transient-ro: Cannot set both root.transient and root.transient-ro"
         );
         // Both set false is fine.
         assert!(cfg("[root]\ntransient=false\ntransient-ro=false\n").is_ok());

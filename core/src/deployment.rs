@@ -110,6 +110,17 @@ impl Bootlink {
     }
 }
 
+impl std::fmt::Display for Bootlink {
+    /// The canonical `ostree=` value, as ostree writes it into a BLS entry.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "/ostree/boot.{}/{}/{}/{}",
+            self.bootversion, self.stateroot, self.bootcsum, self.treeserial
+        )
+    }
+}
+
 /// A deployment directory name, `<checksum>.<serial>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployName {

@@ -75,9 +75,10 @@ pub struct KeyFile {
     ini: Ini,
 }
 
-/// GLib's `g_ascii_isspace`: unlike `u8::is_ascii_whitespace` it includes `\v`.
-fn g_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\u{0b}' | '\u{0c}' | '\r')
+/// GLib's `g_ascii_isspace`: space, `\t`, `\n`, `\f`, `\r`. Not `\v`: GLib 2.74 keeps
+/// vertical tabs in key names and values (checked against libglib).
+pub(crate) fn g_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\u{0c}' | '\r')
 }
 
 /// `g_key_file_is_group_name`: non-empty, no `[`, `]` or ASCII control characters.
@@ -230,45 +231,45 @@ impl KeyFile {
         }
 
         let mut ini = gkeyfile_like_ini();
-        let cp_map = ini
-            .read(text.to_string())
-            .map_err(|e| KeyFileError::Disagreement {
-                path: source.to_path_buf(),
-                detail: format!("configparser rejected a file GKeyFile accepts: {e}"),
-            })?;
+        let cp = ini.read(text.to_string());
         let kf = KeyFile {
             source: source.to_path_buf(),
             groups,
             entries,
             ini,
         };
-        if let Some(detail) = kf.disagreement(
-            text,
-            &cp_map
-                .into_iter()
-                .map(|(g, m)| (g, m.into_iter().collect()))
-                .collect(),
-        ) {
-            return Err(KeyFileError::Disagreement {
-                path: source.to_path_buf(),
-                detail,
-            });
+        // A line starting with non-ASCII whitespace makes configparser see a different
+        // structure (a comment, a group or an empty key where GKeyFile sees a key): the
+        // two readings cannot be compared then, and GKeyFile's is the one ostree uses.
+        let comparable = text.split('\n').all(|raw| {
+            !raw.trim_start_matches(g_space)
+                .starts_with(char::is_whitespace)
+        });
+        if comparable {
+            let detail = match cp {
+                Err(e) => Some(format!(
+                    "configparser rejected a file GKeyFile accepts: {e}"
+                )),
+                Ok(map) => kf.disagreement(
+                    &map.into_iter()
+                        .map(|(g, m)| (g, m.into_iter().collect()))
+                        .collect(),
+                ),
+            };
+            if let Some(detail) = detail {
+                return Err(KeyFileError::Disagreement {
+                    path: source.to_path_buf(),
+                    detail,
+                });
+            }
         }
         Ok(kf)
     }
 
-    /// Compares configparser's reading with ours, modulo the two documented differences
-    /// (configparser trims names and values with Unicode whitespace; GKeyFile only strips
-    /// ASCII whitespace at the line start, around `=` and at the key's end). A line that
-    /// starts with non-ASCII whitespace makes configparser see a different structure
-    /// (a comment or a group where GKeyFile sees a key), so no comparison is possible.
-    fn disagreement(&self, text: &str, cp: &IniMap) -> Option<String> {
-        for raw in text.split('\n') {
-            let after_ascii = raw.trim_start_matches(g_space);
-            if after_ascii.starts_with(char::is_whitespace) {
-                return None;
-            }
-        }
+    /// Compares configparser's reading with ours, modulo its trimming of names and
+    /// values with Unicode whitespace (GKeyFile strips only ASCII whitespace at the line
+    /// start, around `=` and at the key's end, and keeps a value's trailing whitespace).
+    fn disagreement(&self, cp: &IniMap) -> Option<String> {
         let mut ours: IniMap = HashMap::new();
         for g in &self.groups {
             ours.entry(g.trim().to_string()).or_default();
@@ -361,6 +362,18 @@ impl KeyFile {
         &self.groups
     }
 
+    /// The keys of `group`, sorted.
+    pub fn keys(&self, group: &str) -> Vec<&str> {
+        let mut k: Vec<&str> = self
+            .entries
+            .keys()
+            .filter(|(g, _)| g == group)
+            .map(|(_, k)| k.as_str())
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
     pub fn has_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g == group)
     }
@@ -400,11 +413,7 @@ impl KeyFile {
     }
 
     fn entry(&self, group: &str, key: &str) -> Option<&Entry> {
-        // Avoids allocating for the lookup in the common case of few entries.
-        self.entries
-            .iter()
-            .find(|((g, k), _)| g == group && k == key)
-            .map(|(_, e)| e)
+        self.entries.get(&(group.to_string(), key.to_string()))
     }
 }
 
@@ -603,6 +612,21 @@ mod tests {
     }
 
     #[test]
+    fn vertical_tab_is_not_whitespace_to_glib() {
+        // Found by comparing with libglib 2.74 on the fuzz corpus.
+        let kf = p("[g]\nk= \u{b}v\u{b}\na\u{b}=1\n").unwrap();
+        assert_eq!(kf.get("g", "k"), Some("\u{b}v\u{b}"));
+        assert_eq!(kf.get("g", "a\u{b}"), Some("1"));
+        assert!(kf.get_bool("g", "a\u{b}").unwrap().is_some());
+        perr("\u{b}\n");
+        let kf = p("[g]\n\u{b}k=v\n").unwrap();
+        assert_eq!(kf.get("g", "\u{b}k"), Some("v"));
+        let kf = p("[g]\nb=true\u{b}\nc=true\u{c}\n").unwrap();
+        assert!(kf.get_bool("g", "b").is_err());
+        assert_eq!(kf.get_bool("g", "c").unwrap(), Some(true));
+    }
+
+    #[test]
     fn foreign_encoding_in_first_group_is_error() {
         perr("[g]\nEncoding=latin1\n");
         assert!(p("[g]\nEncoding=utf-8\n").is_ok());
@@ -652,6 +676,34 @@ mod tests {
         let kf = p("[g]\n\u{a0}#k=v\n").unwrap();
         assert_eq!(kf.get("g", "\u{a0}#k"), Some("v"));
         assert_eq!(kf.ini().get("g", "k"), None);
+        // Found by the fuzzer: a key made of a non-breaking space is a GKeyFile key,
+        // and an empty key to configparser.
+        let kf = p("[a]\n\u{a0}=1=z\n").unwrap();
+        assert_eq!(kf.get("a", "\u{a0}"), Some("1=z"));
+    }
+
+    // tests/test-otcore.c /prepare-root-config
+    #[test]
+    fn otcore_config_groups() {
+        let d = tempfile::tempdir().unwrap();
+        let name = "ostree/someconfig.conf";
+        let order = [
+            "usr/lib/ostree/someconfig.conf",
+            "etc/ostree/someconfig.conf",
+        ];
+        assert!(KeyFile::load_replacing(d.path(), &order).unwrap().is_none());
+        std::fs::create_dir_all(d.path().join("usr/lib/ostree")).unwrap();
+        std::fs::write(d.path().join("usr/lib").join(name), "[foo]\n").unwrap();
+        let kf = KeyFile::load_replacing(d.path(), &order).unwrap().unwrap();
+        assert_eq!(kf.groups(), &["foo".to_string()]);
+        std::fs::write(d.path().join("usr/lib").join(name), "[test]\n").unwrap();
+        let kf = KeyFile::load_replacing(d.path(), &order).unwrap().unwrap();
+        assert_eq!(kf.groups(), &["test".to_string()]);
+        // The case upstream meant to test: /etc replaces /usr/lib.
+        std::fs::create_dir_all(d.path().join("etc/ostree")).unwrap();
+        std::fs::write(d.path().join("etc").join(name), "[etc]\n").unwrap();
+        let kf = KeyFile::load_replacing(d.path(), &order).unwrap().unwrap();
+        assert_eq!(kf.groups(), &["etc".to_string()]);
     }
 
     #[test]

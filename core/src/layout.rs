@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::deployment::{Bootlink, DeployName};
+use crate::keyfile::{KeyFile, KeyFileError};
+
 /// Why the layout could not be read or an input was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -115,7 +118,13 @@ impl BootEntry {
     }
 }
 
-/// Kernel arguments as ostree splits them: on spaces, keeping order and duplicates.
+/// The `options` line of a BLS entry, for editing it as ostree's `OstreeKernelArgs` does:
+/// split on spaces only, order, duplicates and quotes kept verbatim so that rendering
+/// gives back what was read, and `replace`/`remove_key` with ostree's rules.
+///
+/// Not for reading the running kernel's command line: that is [`crate::cmdline::Cmdline`],
+/// which splits and unquotes as systemd does and takes the first `key=` as ostree-prepare-root
+/// does. The two split differently on purpose (quotes, tabs, newlines).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Kargs(Vec<String>);
 
@@ -184,75 +193,6 @@ pub fn validate_stateroot(name: &str) -> Result<()> {
         return Err(LayoutError::Bad(format!("invalid stateroot name {name:?}")));
     }
     Ok(())
-}
-
-/// `ostree=/ostree/boot.N/<stateroot>/<bootcsum>/<bootserial>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bootlink {
-    pub bootversion: u8,
-    pub stateroot: String,
-    pub bootcsum: String,
-    pub bootserial: u32,
-}
-
-impl Bootlink {
-    /// ostree's regex `^/ostree/boot.([01])/([^/]+)/([^/]+)/([0-9]+)$`.
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = || {
-            LayoutError::Bad(format!(
-                "Invalid ostree= argument '{s}', expected ostree=/ostree/boot.BOOTVERSION/OSNAME/BOOTCSUM/TREESERIAL"
-            ))
-        };
-        let rest = s.strip_prefix("/ostree/boot").ok_or_else(bad)?;
-        let mut chars = rest.chars();
-        chars.next().ok_or_else(bad)?; // the unescaped `.` of the regex matches anything
-        let bootversion = match chars.next() {
-            Some('0') => 0,
-            Some('1') => 1,
-            _ => return Err(bad()),
-        };
-        let rest = chars.as_str().strip_prefix('/').ok_or_else(bad)?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        let [stateroot, bootcsum, serial] = parts[..] else {
-            return Err(bad());
-        };
-        if stateroot.is_empty()
-            || bootcsum.is_empty()
-            || serial.is_empty()
-            || !serial.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(bad());
-        }
-        let bootserial = serial.parse().map_err(|_| bad())?;
-        Ok(Bootlink {
-            bootversion,
-            stateroot: stateroot.into(),
-            bootcsum: bootcsum.into(),
-            bootserial,
-        })
-    }
-}
-
-impl fmt::Display for Bootlink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "/ostree/boot.{}/{}/{}/{}",
-            self.bootversion, self.stateroot, self.bootcsum, self.bootserial
-        )
-    }
-}
-
-/// `<csum>.<serial>`, the name of a deployment directory.
-pub fn parse_deploy_name(name: &str) -> Option<(String, u32)> {
-    let (csum, serial) = name.rsplit_once('.')?;
-    if csum.is_empty() || !csum.bytes().all(|b| b.is_ascii_hexdigit()) || serial.is_empty() {
-        return None;
-    }
-    if !serial.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((csum.to_string(), serial.parse().ok()?))
 }
 
 /// One deployment as the bootloader configuration describes it.
@@ -550,17 +490,16 @@ impl SysrootState {
                 .file_name()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let (csum, deployserial) =
-                parse_deploy_name(&base).ok_or_else(|| LayoutError::Invalid {
-                    path: linkpath.clone(),
-                    msg: format!("bootlink target {target:?} is not <csum>.<serial>"),
-                })?;
+            let name = DeployName::parse(&base).map_err(|_| LayoutError::Invalid {
+                path: linkpath.clone(),
+                msg: format!("bootlink target {target:?} is not <csum>.<serial>"),
+            })?;
             deployments.push(Deployment {
                 stateroot: bl.stateroot,
-                csum,
-                deployserial,
+                csum: name.checksum,
+                deployserial: name.serial,
                 bootcsum: bl.bootcsum,
-                bootserial: bl.bootserial,
+                bootserial: bl.treeserial,
                 entry,
             });
         }
@@ -626,59 +565,17 @@ fn escape_keyfile_value(v: &str) -> String {
     out
 }
 
-/// `refspec` (or `baserefspec`) of the `[origin]` group of an origin file.
-pub fn origin_refspec(text: &str) -> Option<String> {
-    let mut in_origin = false;
-    let mut base = None;
-    for line in text.lines() {
-        let l = line.trim_start();
-        if l.starts_with('#') || l.is_empty() {
-            continue;
-        }
-        if l.starts_with('[') {
-            in_origin = l.trim_end() == "[origin]";
-            continue;
-        }
-        if !in_origin {
-            continue;
-        }
-        if let Some((k, v)) = l.split_once('=') {
-            match k.trim_end() {
-                "refspec" => return Some(v.trim_start().to_string()),
-                "baserefspec" => base = Some(v.trim_start().to_string()),
-                _ => {}
-            }
-        }
-    }
-    base
-}
-
-/// `[group] key` of a small GKeyFile such as an origin file (last assignment wins).
-pub fn keyfile_get(text: &str, group: &str, key: &str) -> Option<String> {
-    let mut in_group = false;
-    let mut found = None;
-    for line in text.lines() {
-        let l = line.trim_start();
-        if l.starts_with('#') || l.is_empty() {
-            continue;
-        }
-        if let Some(rest) = l.strip_prefix('[') {
-            in_group = rest.trim_end().strip_suffix(']') == Some(group);
-            continue;
-        }
-        if in_group
-            && let Some((k, v)) = l.split_once('=')
-            && k.trim_end() == key
-        {
-            found = Some(v.trim().to_string());
-        }
-    }
-    found
-}
-
-/// A GKeyFile boolean (`true|false|1|0`); anything else or absent is false.
-pub fn keyfile_bool(text: &str, group: &str, key: &str) -> bool {
-    matches!(keyfile_get(text, group, key).as_deref(), Some("true" | "1"))
+/// `refspec` (or, failing that, `baserefspec`) of the `[origin]` group of an origin file,
+/// read with GKeyFile's rules as libostree reads it; `source` names the file in errors.
+pub fn origin_refspec(
+    text: &str,
+    source: &Path,
+) -> std::result::Result<Option<String>, KeyFileError> {
+    let kf = KeyFile::parse(text, source)?;
+    Ok(kf
+        .get("origin", "refspec")
+        .or_else(|| kf.get("origin", "baserefspec"))
+        .map(str::to_string))
 }
 
 /// A kernel found in a deployment tree (`get_kernel_from_tree_usrlib_modules`).
@@ -802,7 +699,7 @@ mod tests {
                 bootversion: 1,
                 stateroot: "testos".into(),
                 bootcsum: "7bd0".into(),
-                bootserial: 12
+                treeserial: 12
             }
         );
         assert_eq!(b.to_string(), "/ostree/boot.1/testos/7bd0/12");
@@ -860,8 +757,18 @@ mod tests {
             os_release_title("ID=x\nPRETTY_NAME=\"Debian \\\"12\\\"\"\n").as_deref(),
             Some("Debian \"12\"")
         );
-        assert_eq!(parse_deploy_name("abc0.12"), Some(("abc0".into(), 12)));
-        assert_eq!(parse_deploy_name("abc.x"), None);
+        assert_eq!(
+            DeployName::parse("abc0.12")
+                .ok()
+                .map(|n| (n.checksum, n.serial)),
+            Some(("abc0".into(), 12))
+        );
+        assert_eq!(
+            DeployName::parse("abc.x")
+                .ok()
+                .map(|n| (n.checksum, n.serial)),
+            None
+        );
     }
 
     #[test]
@@ -894,7 +801,12 @@ mod tests {
             "[origin]\nrefspec=testos/stable\n"
         );
         assert_eq!(
-            origin_refspec("[origin]\nrefspec=r:a/b\n[x]\nrefspec=no\n").as_deref(),
+            origin_refspec(
+                "[origin]\nrefspec=r:a/b\n[x]\nrefspec=no\n",
+                Path::new("x.origin")
+            )
+            .unwrap()
+            .as_deref(),
             Some("r:a/b")
         );
     }

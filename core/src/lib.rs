@@ -10,6 +10,7 @@ pub mod composefs;
 pub mod config;
 pub mod cpio;
 pub mod deployment;
+pub mod fsutil;
 pub mod fsverity;
 pub mod keyfile;
 pub mod layout;

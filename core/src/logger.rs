@@ -116,7 +116,10 @@ impl Log for Logger {
         match self.target {
             LogTarget::Kmsg => {
                 if let Some(k) = &self.kmsg {
-                    let line = kmsg_line(self.name, std::process::id(), record.level(), &msg);
+                    let mut line = kmsg_line(self.name, std::process::id(), record.level(), &msg);
+                    // Without the newline the kernel keeps the record open for a
+                    // continuation: /dev/kmsg readers do not see it until the next one.
+                    line.push('\n');
                     if let Ok(mut f) = k.lock()
                         && f.write_all(line.as_bytes()).is_ok()
                     {

@@ -47,6 +47,59 @@ pub struct Facts {
     pub legacy_repo_readonly: bool,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct FactsError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl Facts {
+    /// Reads the facts for `dep` from the sysroot mounted at `sysroot`.
+    ///
+    /// The legacy `repo/config` flag is read as ostree's `sysroot_is_configured_ro`
+    /// does: a missing, unreadable or unparsable file, or a value that is not a
+    /// boolean, means "not read-only" (with a warning), never a boot failure.
+    pub fn gather(sysroot: &Path, dep: &ResolvedDeployment) -> Result<Facts, FactsError> {
+        let deploy = sysroot.join(&dep.relpath);
+        let exists = |p: PathBuf| match std::fs::symlink_metadata(&p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(FactsError { path: p, source }),
+        };
+        let vfs = rustix::fs::statvfs(sysroot).map_err(|e| FactsError {
+            path: sysroot.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(Facts {
+            has_composefs_image: exists(deploy.join(COMPOSEFS_IMAGE))?,
+            sysroot_writable: !vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
+            has_usr_overlay: exists(deploy.join(USR_OVL_WORK))?,
+            legacy_repo_readonly: legacy_repo_readonly(&sysroot.join("ostree/repo/config")),
+        })
+    }
+}
+
+/// ostree's legacy `[sysroot] readonly` flag of `<sysroot>/ostree/repo/config`, read as
+/// ostree-prepare-root does: a config GKeyFile cannot load is logged and ignored, and a
+/// missing or non-boolean value is false. Never an error, so a damaged repo config cannot
+/// stop the boot.
+pub fn legacy_repo_readonly(path: &Path) -> bool {
+    match crate::keyfile::KeyFile::load_optional(path) {
+        Ok(Some(kf)) => kf
+            .get_bool("sysroot", "readonly")
+            .ok()
+            .flatten()
+            .unwrap_or(false),
+        Ok(None) => false,
+        Err(e) => {
+            log::warn!("Failed to load {}: {e}", path.display());
+            false
+        }
+    }
+}
+
 /// How the composefs mount gets its expected image digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExpectedDigest {
@@ -757,6 +810,95 @@ mod tests {
             s,
             Step::UsrHotfixOverlay { .. } | Step::UsrReadonlyBind { .. }
         )));
+    }
+
+    #[test]
+    fn gather_facts() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let depdir = r.join(&dep().relpath);
+        std::fs::create_dir_all(&depdir).unwrap();
+        std::fs::create_dir_all(r.join("ostree/repo")).unwrap();
+        let f = Facts::gather(r, &dep()).unwrap();
+        assert_eq!(
+            (
+                f.has_composefs_image,
+                f.has_usr_overlay,
+                f.legacy_repo_readonly
+            ),
+            (false, false, false)
+        );
+        // A temp dir on a writable filesystem.
+        assert!(f.sysroot_writable);
+        std::fs::write(depdir.join(".ostree.cfs"), "").unwrap();
+        std::fs::create_dir(depdir.join(".usr-ovl-work")).unwrap();
+        let cfg = r.join("ostree/repo/config");
+        std::fs::write(
+            &cfg,
+            "[core]\nrepo_version=1\n[remote \"o\"]\nurl=x\n[sysroot]\nreadonly=true\n",
+        )
+        .unwrap();
+        let f = Facts::gather(r, &dep()).unwrap();
+        assert_eq!(
+            (
+                f.has_composefs_image,
+                f.has_usr_overlay,
+                f.legacy_repo_readonly
+            ),
+            (true, true, true)
+        );
+        // ostree ignores a broken repo/config or value here.
+        for bad in [
+            "[sysroot]\nreadonly=yes\n",
+            "readonly=true\n",
+            "[sysroot]\nreadonly\n",
+        ] {
+            std::fs::write(&cfg, bad).unwrap();
+            assert!(
+                !Facts::gather(r, &dep()).unwrap().legacy_repo_readonly,
+                "{bad:?}"
+            );
+        }
+        assert!(Facts::gather(&r.join("nonexistent"), &dep()).is_err());
+    }
+
+    /// tests-unit-container/test-prepare-root.sh, whose command line forces
+    /// `ostree.prepare-root.composefs=0`.
+    #[test]
+    fn upstream_test_prepare_root_sh_cases() {
+        let karg = "root=UUID=cafebabe ostree.prepare-root.composefs=0 ostree=/boot/ostree.0";
+        let f = facts(true);
+        let has = |plan: &Plan, f: &dyn Fn(&Step) -> bool| plan.steps.iter().any(f);
+        // 1. Image config with readonly=true: /etc and /usr mounted, /sysroot ro, no
+        //    transient /etc.
+        let p1 = plan(
+            &rootcfg("[sysroot]\nreadonly=true\n", karg),
+            &dep(),
+            Path::new("/sysroot"),
+            &f,
+        )
+        .unwrap();
+        assert!(has(&p1, &|s| matches!(s, Step::EtcBind { .. })));
+        assert!(has(&p1, &|s| matches!(s, Step::UsrReadonlyBind { .. })));
+        assert!(has(&p1, &|s| matches!(s, Step::SysrootReadonly { .. })));
+        assert!(p1.booted.transient_etc.is_none() && !p1.using_composefs);
+        // 2. Without prepare-root.conf: /sysroot stays rw.
+        let p2 = plan(&rootcfg("", karg), &dep(), Path::new("/sysroot"), &f).unwrap();
+        assert!(!has(&p2, &|s| matches!(s, Step::SysrootReadonly { .. })));
+        assert!(!p2.booted.sysroot_ro);
+        // 3. [etc] transient = true appended: the /etc overlay.
+        let p3 = plan(
+            &rootcfg("[sysroot]\nreadonly=true\n[etc]\ntransient = true\n", karg),
+            &dep(),
+            Path::new("/sysroot"),
+            &f,
+        )
+        .unwrap();
+        assert!(has(&p3, &|s| matches!(s, Step::EtcTransientOverlay { .. })));
+        // 4. /boot is never mounted by prepare-root.
+        for p in [&p1, &p2, &p3] {
+            assert!(!p.steps.iter().any(|s| format!("{s:?}").contains("/boot")));
+        }
     }
 
     /// The plan properties an independent reading of ostree.md 1.4-1.8 predicts.

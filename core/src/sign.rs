@@ -273,6 +273,114 @@ pub fn select_signed_commit<'a>(
     Err(SignError::NoCommitmeta(deploy_path.to_string()))
 }
 
+/// What prepare-root loads for a deployment before checking signatures: the commit, its
+/// detached metadata, and for a bootc container commit without detached metadata its
+/// base commit and the base's detached metadata.
+#[derive(Clone, Debug)]
+pub struct DeployCommit {
+    pub main: LoadedCommit,
+    pub main_meta: Option<CommitMeta>,
+    /// `Some` when the bootc fallback applies: the base commit (if its object exists)
+    /// and its detached metadata (if it exists).
+    pub base: Option<(Option<LoadedCommit>, Option<CommitMeta>)>,
+}
+
+/// Why a deployment's commit could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployCommitError {
+    #[error("Error loading signatures from repo: {path}: {err}")]
+    Io {
+        path: std::path::PathBuf,
+        err: std::io::Error,
+    },
+    #[error("Error loading signatures from repo: {path}: {err}")]
+    Object {
+        path: std::path::PathBuf,
+        err: crate::ostree::objects::ObjectError,
+    },
+    #[error("deployment directory name {0:?} does not start with a commit checksum")]
+    BadDeployName(String),
+}
+
+fn read_opt(path: &std::path::Path) -> Result<Option<Vec<u8>>, DeployCommitError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(DeployCommitError::Io {
+            path: path.to_path_buf(),
+            err,
+        }),
+    }
+}
+
+fn load_loose(
+    objects: &std::path::Path,
+    csum: &Checksum,
+) -> Result<Option<LoadedCommit>, DeployCommitError> {
+    use crate::ostree::objects::{ObjectType, object_path};
+    let p = objects.join(object_path(csum, ObjectType::Commit));
+    let Some(bytes) = read_opt(&p)? else {
+        return Ok(None);
+    };
+    let commit = Commit::parse(&bytes).map_err(|err| DeployCommitError::Object { path: p, err })?;
+    Ok(Some(LoadedCommit {
+        checksum: *csum,
+        bytes,
+        commit,
+    }))
+}
+
+fn load_meta(
+    objects: &std::path::Path,
+    csum: &Checksum,
+) -> Result<Option<CommitMeta>, DeployCommitError> {
+    use crate::ostree::objects::{ObjectType, VarDict, object_path};
+    let p = objects.join(object_path(csum, ObjectType::CommitMeta));
+    Ok(read_opt(&p)?.map(|b| VarDict::parse(&b)))
+}
+
+/// Loads what prepare-root checks for the deployment directory named `deploy_name`
+/// (`<checksum>.<serial>`), from the repository at `repo` (`/sysroot/ostree/repo`): the
+/// commit must exist, everything else may be missing.
+pub fn load_commit_for_deploy(
+    repo: &std::path::Path,
+    deploy_name: &str,
+) -> Result<DeployCommit, DeployCommitError> {
+    let digest = deploy_name.split('.').next().unwrap_or_default();
+    let csum = crate::ostree::objects::parse_checksum(digest)
+        .map_err(|_| DeployCommitError::BadDeployName(deploy_name.to_string()))?;
+    let objects = repo.join("objects");
+    let p = objects.join(crate::ostree::objects::object_path(
+        &csum,
+        crate::ostree::objects::ObjectType::Commit,
+    ));
+    let main = load_loose(&objects, &csum)?.ok_or_else(|| DeployCommitError::Io {
+        path: p,
+        err: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    let main_meta = load_meta(&objects, &csum)?;
+    let base = match bootc_base_commit(&main.commit) {
+        Some(parent) => Some((
+            load_loose(&objects, &parent)?,
+            load_meta(&objects, &parent)?,
+        )),
+        None => None,
+    };
+    Ok(DeployCommit {
+        main,
+        main_meta,
+        base,
+    })
+}
+
+impl DeployCommit {
+    /// [`select_signed_commit`] over what was loaded.
+    pub fn select(&self, deploy_path: &str) -> Result<Selected<'_>, SignError> {
+        let base = self.base.as_ref().map(|(c, m)| (c.as_ref(), m.as_ref()));
+        select_signed_commit(&self.main, self.main_meta.as_ref(), base, deploy_path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,5 +576,52 @@ mod tests {
             select_signed_commit(&main, None, Some((None, Some(&base_meta))), "/d"),
             Err(SignError::BaseCommitMissing(_))
         ));
+    }
+
+    #[test]
+    fn deploy_commit_loading_and_fallback() {
+        use crate::ostree::objects::{ObjectType, object_path};
+        let d = tempfile::tempdir().unwrap();
+        let objects = d.path().join("objects");
+        let write = |c: &Checksum, t: ObjectType, b: &[u8]| {
+            let p = objects.join(object_path(c, t));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b).unwrap();
+        };
+        let base = loaded(VarDict::new(), None);
+        let base_csum = crate::ostree::objects::sha256(&base.bytes);
+        let mut m = VarDict::new();
+        m.insert(CONTAINER_IMAGE_CONFIG_KEY, Value::string("{}").unwrap());
+        let main = loaded(m, Some(base_csum));
+        let main_csum = crate::ostree::objects::sha256(&main.bytes);
+        let name = format!("{}.0", hex::encode(main_csum));
+        assert!(matches!(
+            load_commit_for_deploy(d.path(), &name),
+            Err(DeployCommitError::Io { .. })
+        ));
+        assert!(matches!(
+            load_commit_for_deploy(d.path(), "xyz.0"),
+            Err(DeployCommitError::BadDeployName(_))
+        ));
+        write(&main_csum, ObjectType::Commit, &main.bytes);
+        let dc = load_commit_for_deploy(d.path(), &name).unwrap();
+        assert!(matches!(dc.select("/d"), Err(SignError::NoCommitmeta(_))));
+        let k = SecretKey::from_seed(&[3; 32]);
+        let mut bm = VarDict::new();
+        add_signature(&mut bm, &k.sign(&base.bytes));
+        write(&base_csum, ObjectType::CommitMeta, &bm.to_bytes().unwrap());
+        let dc = load_commit_for_deploy(d.path(), &name).unwrap();
+        assert!(matches!(
+            dc.select("/d"),
+            Err(SignError::BaseCommitMissing(_))
+        ));
+        write(&base_csum, ObjectType::Commit, &base.bytes);
+        let dc = load_commit_for_deploy(d.path(), &name).unwrap();
+        let s = dc.select("/d").unwrap();
+        assert!(s.is_base);
+        assert_eq!(
+            verify_commit(&s.commit.bytes, s.commitmeta, &[k.public_key()]),
+            Ok(0)
+        );
     }
 }

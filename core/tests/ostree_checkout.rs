@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+mod common;
+use common::run;
 use ostree_boot::composefs::tree::{Tree, mode};
 use ostree_boot::fsverity::digest;
 use ostree_boot::ostree::checkout::{
@@ -15,19 +16,6 @@ use ostree_boot::ostree::checkout::{
 };
 use ostree_boot::ostree::repo::Repo;
 use sha2::{Digest, Sha256};
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Test-only fs-verity sha256 (4 KiB blocks, no salt), to check the tree before the
 /// crate's own digest module is wired in.
@@ -267,4 +255,105 @@ fn user_xattrs_are_copied() {
     );
     let e = t.node(t.lookup(b"/usr/empty").unwrap());
     assert_eq!((e.payload.as_ref(), e.digest, e.size), (None, None, 0));
+}
+
+/// A hand-made bare-user-only repository whose root dirtree holds `entries`.
+fn hostile_repo(
+    d: &Path,
+    files: Vec<(String, [u8; 32])>,
+    dirs: Vec<(String, [u8; 32], [u8; 32])>,
+) -> (Repo, [u8; 32]) {
+    use ostree_boot::ostree::objects::{Commit, DirMeta, DirTree, ObjectType, VarDict};
+    fs::create_dir_all(d.join("objects")).unwrap();
+    fs::write(
+        d.join("config"),
+        "[core]\nrepo_version=1\nmode=bare-user-only\n",
+    )
+    .unwrap();
+    let r = Repo::open(d).unwrap();
+    let meta = DirMeta {
+        uid: 0,
+        gid: 0,
+        mode: 0o40755,
+        xattrs: vec![],
+    };
+    let m = r
+        .write_metadata_object(ObjectType::DirMeta, &meta.to_bytes())
+        .unwrap();
+    let tree = DirTree {
+        files,
+        dirs: dirs.into_iter().map(|(n, t, _)| (n, t, m)).collect(),
+    };
+    let t = r
+        .write_metadata_object(ObjectType::DirTree, &tree.to_bytes().unwrap())
+        .unwrap();
+    let commit = Commit {
+        metadata: VarDict::new(),
+        parent: None,
+        related: vec![],
+        subject: String::new(),
+        body: String::new(),
+        timestamp: 0,
+        root_contents: t,
+        root_metadata: m,
+    };
+    let c = r.write_commit(&commit).unwrap();
+    (r, c)
+}
+
+#[test]
+fn hostile_trees_are_refused() {
+    let file = |d: &Path| {
+        let p = d.join("objects/aa");
+        fs::create_dir_all(&p).unwrap();
+        fs::write(p.join(format!("{}.file", "b".repeat(62))), b"x").unwrap();
+    };
+    let mut csum = [0xbb; 32];
+    csum[0] = 0xaa;
+    // A file and a directory of the same name: ostree's "already exist".
+    let d = tempfile::tempdir().unwrap();
+    file(d.path());
+    let empty = {
+        use ostree_boot::ostree::objects::{DirTree, ObjectType};
+        fs::create_dir_all(d.path().join("objects")).unwrap();
+        fs::write(d.path().join("config"), "[core]\nmode=bare-user-only\n").unwrap();
+        Repo::open(d.path())
+            .unwrap()
+            .write_metadata_object(ObjectType::DirTree, &DirTree::default().to_bytes().unwrap())
+            .unwrap()
+    };
+    let (r, c) = hostile_repo(
+        d.path(),
+        vec![("x".into(), csum)],
+        vec![("x".into(), empty, [0; 32])],
+    );
+    let e = commit_tree_with(&r, &c, Verity::No, &TestDigests).unwrap_err();
+    assert!(e.to_string().contains("/x"), "{e}");
+    // A name ostree would refuse, written by a hostile tool.
+    let d = tempfile::tempdir().unwrap();
+    file(d.path());
+    let (r, c) = hostile_repo(d.path(), vec![("..".into(), csum)], vec![]);
+    assert!(
+        commit_tree_with(&r, &c, Verity::No, &TestDigests)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid file name")
+    );
+    // A missing object names its path.
+    let d = tempfile::tempdir().unwrap();
+    let (r, c) = hostile_repo(d.path(), vec![("f".into(), csum)], vec![]);
+    let e = commit_tree_with(&r, &c, Verity::No, &TestDigests)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("aa/{}.file", "b".repeat(62))), "{e}");
+    // A healthy one of these works, with the forced directories added.
+    let d = tempfile::tempdir().unwrap();
+    file(d.path());
+    let (r, c) = hostile_repo(d.path(), vec![("f".into(), csum)], vec![]);
+    let t = commit_tree_with(&r, &c, Verity::Yes, &TestDigests).unwrap();
+    assert_eq!(
+        t.node(t.lookup(b"/f").unwrap()).digest,
+        Some(fsverity(b"x"))
+    );
+    assert_eq!(t.walk().len(), 1 + 1 + 5);
 }

@@ -85,40 +85,16 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
-fn bench(label: &str, root: &Path, base: &Path) {
-    let generator = env!("CARGO_BIN_EXE_ostree-system-generator");
-    let outs: Vec<PathBuf> = (0..RUNS)
-        .map(|i| base.join(format!("out-{label}-{i}")))
-        .collect();
-    for o in &outs {
-        fs::create_dir_all(o).unwrap();
-    }
-    let truebin = if Path::new("/usr/bin/true").exists() {
-        "/usr/bin/true"
-    } else {
-        "/bin/true"
-    };
-    // Warm up the page cache for both binaries.
-    let warm = base.join(format!("warm-{label}"));
-    fs::create_dir_all(&warm).unwrap();
-    let mk = |out: &Path| {
-        let mut c = Command::new(generator);
-        c.env_clear()
-            .env("OSTREE_GENERATOR_ROOT", root)
-            .args([out, out, out])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    };
-    time(&mut mk(&warm));
-    let (mut g, mut t) = (Vec::with_capacity(RUNS), Vec::with_capacity(RUNS));
-    for out in &outs {
-        g.push(time(&mut mk(out)));
-        t.push(time(Command::new(truebin).stdout(Stdio::null())));
-    }
-    let files = fs::read_dir(&outs[0]).unwrap().count();
-    assert!(files > 0, "{label}: the generator wrote nothing");
-    let (mg, mt) = (median(&mut g), median(&mut t));
+/// One input: a root directory and the environment the generator runs with.
+struct Input {
+    label: &'static str,
+    root: PathBuf,
+    outs: Vec<PathBuf>,
+    times: Vec<Duration>,
+}
+
+fn report(label: &str, g: &mut [Duration], t: &mut [Duration]) {
+    let (mg, mt) = (median(g), median(t));
     println!(
         "{label:<28} generator median {:>7.1} µs | true median {:>7.1} µs | ratio {:.2}x | own cost {:>6.1} µs ({RUNS} runs)",
         mg.as_secs_f64() * 1e6,
@@ -129,15 +105,70 @@ fn bench(label: &str, root: &Path, base: &Path) {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
+    let generator = env!("CARGO_BIN_EXE_ostree-system-generator");
+    let truebin = if Path::new("/usr/bin/true").exists() {
+        "/usr/bin/true"
+    } else {
+        "/bin/true"
+    };
     let base = tempfile::Builder::new()
         .prefix("ostree-gen-bench")
         .tempdir_in(scratch_base())
         .unwrap();
-    let rr = base.path().join("real-root");
-    real_root(&rr);
-    bench("real root, composefs", &rr, base.path());
-    let ir = base.path().join("initrd");
-    initrd_root(&ir);
-    bench("initrd, composefs signed", &ir, base.path());
+    let mut inputs = vec![
+        Input {
+            label: "real root, composefs",
+            root: base.path().join("real-root"),
+            outs: vec![],
+            times: vec![],
+        },
+        Input {
+            label: "initrd, composefs signed",
+            root: base.path().join("initrd"),
+            outs: vec![],
+            times: vec![],
+        },
+    ];
+    real_root(&inputs[0].root);
+    initrd_root(&inputs[1].root);
+    // Every run gets a fresh, empty output directory: files are created exclusively.
+    for (n, input) in inputs.iter_mut().enumerate() {
+        input.outs = (0..=RUNS)
+            .map(|i| base.path().join(format!("out-{n}-{i}")))
+            .collect();
+        for o in &input.outs {
+            fs::create_dir_all(o).unwrap();
+        }
+    }
+    let cmd = |root: &Path, out: &Path| {
+        let mut c = Command::new(generator);
+        c.env_clear()
+            .env("OSTREE_GENERATOR_ROOT", root)
+            .args([out, out, out])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    };
+    // Warm-up (page cache, dynamic loader), then `true` and the inputs interleaved so
+    // that all of them see the same machine load.
+    for input in &inputs {
+        time(&mut cmd(&input.root, &input.outs[RUNS]));
+    }
+    let mut floor = Vec::with_capacity(RUNS);
+    for i in 0..RUNS {
+        floor.push(time(Command::new(truebin).stdout(Stdio::null())));
+        for input in inputs.iter_mut() {
+            let d = time(&mut cmd(&input.root, &input.outs[i]));
+            input.times.push(d);
+        }
+    }
+    for input in inputs.iter_mut() {
+        assert!(
+            fs::read_dir(&input.outs[0]).unwrap().count() > 0,
+            "{}: the generator wrote nothing",
+            input.label
+        );
+        let mut t = floor.clone();
+        report(input.label, &mut input.times, &mut t);
+    }
 }

@@ -6,7 +6,8 @@
 //! `var.mount` (ostree failed there and then never wrote `var.mount`), and the mounts
 //! prepare-root made for `/etc` get the same soft-reboot drop-in as `/sysroot`,
 //! judged from `/run/ostree-booted`, i.e. from what prepare-root did rather than from a
-//! config file that may have changed since boot.
+//! config file that may have changed since boot. That config file is only checked, for
+//! the next initrd's sake (warnings, no effect on the units).
 //!
 //! Initrd: ostree's generator does not run there; ours pulls in
 //! ostree-prepare-root.service for an ostree boot and makes the kernel modules a
@@ -180,7 +181,9 @@ fn real_root(ctx: &Context, cmdline: &Cmdline, out: &OutputDir, outcome: &mut Ou
     }
 
     softreboot_dropin(out, "/sysroot", outcome);
-    match read_booted(&booted_path) {
+    let booted = read_booted(&booted_path);
+    check_next_initrd_config(ctx, cmdline, booted.as_ref().ok().and_then(|b| b.as_ref()));
+    match booted {
         Ok(Some(b)) => {
             // prepare-root mounts /etc separately (a bind, or an overlay when transient)
             // exactly in these cases; without the drop-in its etc.mount would carry the
@@ -225,6 +228,42 @@ fn real_root(ctx: &Context, cmdline: &Cmdline, out: &OutputDir, outcome: &mut Ou
             outcome.check(out.symlink("local-fs.target.requires/var.mount", "../var.mount"));
         }
         Err(e) => outcome.fail(format_args!("Parsing stateroot: {e}")),
+    }
+}
+
+/// The real root does not act on prepare-root.conf (what this boot did is in
+/// /run/ostree-booted), but the next initrd is built from it: say so now if it cannot
+/// be read, or if this boot did not get the composefs root it asks for (an initrd
+/// that was not rebuilt after the change). Warnings only; this boot is fine.
+fn check_next_initrd_config(ctx: &Context, cmdline: &Cmdline, booted: Option<&OstreeBooted>) {
+    let config = match PrepareRootConfig::load(ctx.root()) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("{e}; an initrd built with this configuration will not boot");
+            return;
+        }
+    };
+    let (Some(b), Ok(effective)) = (booted, RootConfig::new(&config, cmdline)) else {
+        return;
+    };
+    let mode = effective.composefs;
+    let missing = if mode.is_required() && b.composefs != Some(true) {
+        Some("composefs")
+    } else if mode == ComposefsMode::Signed && b.composefs_signed.is_none() {
+        Some("signature-verified")
+    } else {
+        None
+    };
+    if let Some(what) = missing {
+        let source = config
+            .source
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        log::warn!(
+            "{source} asks for composefs '{}', but this boot was not {what}; rebuild the initrd to apply it",
+            mode.as_str()
+        );
     }
 }
 

@@ -8,7 +8,8 @@
 //!   with the core's writer (`hex=…` writes raw bytes instead);
 //! * `expected/` the exact output tree: paths, contents, symlink targets;
 //! * `status`    optional exit status (default 0);
-//! * `stderr`    optional lines that must each appear in the generator's log.
+//! * `stderr`    optional lines that must each appear in the generator's log;
+//! * `stderr-absent` optional lines that must not appear in it.
 //!
 //! Every generated tree is then checked with `systemd-analyze verify` (see `verify`).
 //! `UPDATE_GOLDEN=1` rewrites `expected/` from the actual output, for review in git.
@@ -244,6 +245,13 @@ fn golden_cases() {
         if run.status != want_status {
             problems.push(format!("exit status {} (wanted {want_status})", run.status));
         }
+        if let Ok(unwanted) = fs::read_to_string(case.join("stderr-absent")) {
+            for line in unwanted.lines().filter(|l| !l.is_empty()) {
+                if run.stderr.contains(line) {
+                    problems.push(format!("log has {line:?}"));
+                }
+            }
+        }
         if let Ok(want) = fs::read_to_string(case.join("stderr")) {
             for line in want.lines().filter(|l| !l.is_empty()) {
                 if !run.stderr.contains(line) {
@@ -435,4 +443,64 @@ fn existing_unit_is_not_replaced() {
         out.join("local-fs.target.requires/ostree-remount.service")
             .is_symlink()
     );
+}
+
+/// Without SYSTEMD_LOG_TARGET, records go to /dev/kmsg as `<PRI>name[pid]: msg`, not
+/// to stderr (generators must not use the journal). Needs root, as the whole suite.
+#[test]
+fn logs_to_kmsg() {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let child = Command::new(BIN)
+        .env_clear()
+        .env("OSTREE_GENERATOR_ROOT", work.path())
+        .env("SYSTEMD_IN_INITRD", "1")
+        .env("SYSTEMD_PROC_CMDLINE", "androidboot.slot_suffix=_z")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(1));
+    assert!(
+        done.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+
+    // The whole ring buffer, oldest first, one record per read; EAGAIN at the end,
+    // EPIPE when records were overwritten under us (reading then moves on).
+    let mut kmsg = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open("/dev/kmsg")
+        .expect("open /dev/kmsg (run the tests as root)");
+    let tag = format!("ostree-system-generator[{pid}]: ");
+    let mut buf = vec![0u8; 8192];
+    let mut found = None;
+    loop {
+        match kmsg.read(&mut buf) {
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if rec.contains(&tag) {
+                    found = Some(rec);
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("reading /dev/kmsg: {e}"),
+        }
+    }
+    let line = found.unwrap_or_else(|| panic!("no record from pid {pid} in /dev/kmsg"));
+    assert!(
+        line.contains("androidboot.slot_suffix invalid: _z"),
+        "{line}"
+    );
+    // kmsg records: "<prio>,<seq>,<ts>,<flags>;<text>"; daemon (3) and err (3): 3*8+3 = 27.
+    assert!(line.starts_with("27,"), "{line}");
 }

@@ -16,6 +16,10 @@ enum Cli {
     Undeploy(cmd::undeploy::Args),
     /// The kernel-install(8) plugin (install.d/88-ostree-composefs.install).
     KernelInstall(cmd::kernel_install::Args),
+    CommitMetadata(cmd::commit_metadata::Args),
+    Keygen(cmd::keygen::Args),
+    Sign(cmd::sign::Args),
+    Verify(cmd::verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +32,10 @@ fn main() -> ExitCode {
         Cli::Deploy(a) => cmd::deploy::run(a),
         Cli::Undeploy(a) => cmd::undeploy::run(a),
         Cli::KernelInstall(a) => cmd::kernel_install::run(a),
+        Cli::CommitMetadata(a) => cmd::commit_metadata::run(a).map(|()| 0),
+        Cli::Keygen(a) => cmd::keygen::run(a).map(|()| 0),
+        Cli::Sign(a) => cmd::sign::run(a).map(|()| 0),
+        Cli::Verify(a) => cmd::verify::run(a).map(|()| 0),
     };
     match r {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

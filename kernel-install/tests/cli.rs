@@ -208,7 +208,7 @@ fn mkcomposefs_from_directory_is_stable() {
         .next()
         .unwrap()
         .trim_start_matches("sha256:");
-    assert!(d.contains(&format!("/d/big 100000 100644 1 ")), "{d}");
+    assert!(d.contains(&"/d/big 100000 100644 1 ".to_string()), "{d}");
     assert!(
         d.contains(&format!("{}/{} - {hexd}", &hexd[..2], &hexd[2..])),
         "{d}"

@@ -25,7 +25,10 @@ fn entries(sysroot: &Path) -> Vec<(String, String)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), fs::read_to_string(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read_to_string(e.path()).unwrap(),
+            )
         })
         .collect();
     v.sort();
@@ -44,14 +47,26 @@ fn base() -> Option<Base> {
     make_tree(&tree, "6.1.0-test", "a kernel\n");
     let s = t.path().join("template");
     make_sysroot(&s, &tree, "1.0");
-    theirs(&s, &["--os=testos", "--karg=root=LABEL=MOO", "testos/stable"]);
+    theirs(
+        &s,
+        &["--os=testos", "--karg=root=LABEL=MOO", "testos/stable"],
+    );
     fs::write(deployment_dirs(&s)[0].join("etc/motd"), "local\n").unwrap();
     // A new kernel, so that the switch rewrites entries and installs boot files.
-    fs::write(tree.join("usr/lib/modules/6.1.0-test/vmlinuz"), "a new kernel\n").unwrap();
+    fs::write(
+        tree.join("usr/lib/modules/6.1.0-test/vmlinuz"),
+        "a new kernel\n",
+    )
+    .unwrap();
     commit(&s, &tree, "2.0");
     let old_entries = entries(&s);
     let old_default = snapshot_content(&deployment_dirs(&s)[0]);
-    Some(Base { _t: t, template: s, old_entries, old_default })
+    Some(Base {
+        _t: t,
+        template: s,
+        old_entries,
+        old_default,
+    })
 }
 
 fn fresh(b: &Base, name: &str) -> std::path::PathBuf {
@@ -68,37 +83,86 @@ fn check_after_kill(b: &Base, s: &Path, what: &str) {
     let dirs = deployment_dirs(s);
     if now == b.old_entries {
         // Not switched: the previous default resolves to its unchanged deployment.
-        assert_eq!(snapshot_content(&dirs[0]), b.old_default, "{what}: previous default deployment changed");
+        assert_eq!(
+            snapshot_content(&dirs[0]),
+            b.old_default,
+            "{what}: previous default deployment changed"
+        );
         assert!(st.contains("Version: 1.0"), "{what}: {st}");
     } else {
         // Switched: the new configuration is complete and consistent.
         assert_eq!(dirs.len(), 2, "{what}: {st}");
-        assert!(st.lines().nth(1).is_some_and(|l| l.contains("Version: 2.0")), "{what}: {st}");
-        assert_eq!(snapshot_content(&dirs[1]), b.old_default, "{what}: rollback deployment changed");
-        assert_eq!(fs::read_to_string(dirs[0].join("etc/motd")).unwrap(), "local\n", "{what}");
+        assert!(
+            st.lines()
+                .nth(1)
+                .is_some_and(|l| l.contains("Version: 2.0")),
+            "{what}: {st}"
+        );
+        assert_eq!(
+            snapshot_content(&dirs[1]),
+            b.old_default,
+            "{what}: rollback deployment changed"
+        );
+        assert_eq!(
+            fs::read_to_string(dirs[0].join("etc/motd")).unwrap(),
+            "local\n",
+            "{what}"
+        );
     }
     for d in &dirs {
-        assert!(d.join("usr/lib/os-release").is_file(), "{what}: {} incomplete", d.display());
+        assert!(
+            d.join("usr/lib/os-release").is_file(),
+            "{what}: {} incomplete",
+            d.display()
+        );
     }
     // Every entry's kernel and initrd exist.
     for (_, e) in &now {
-        for l in e.lines().filter(|l| l.starts_with("linux ") || l.starts_with("initrd ")) {
-            let p = s.join("boot").join(l.split_once(' ').unwrap().1.trim_start_matches('/'));
+        for l in e
+            .lines()
+            .filter(|l| l.starts_with("linux ") || l.starts_with("initrd "))
+        {
+            let p = s
+                .join("boot")
+                .join(l.split_once(' ').unwrap().1.trim_start_matches('/'));
             assert!(p.is_file(), "{what}: {} missing", p.display());
         }
     }
 }
 
 fn rerun_completes(s: &Path, what: &str) {
-    let out = Command::new(BIN).args(["deploy", "--sysroot"]).arg(s).arg("testos/stable").output().unwrap();
-    assert!(out.status.success(), "{what}: rerun failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["deploy", "--sysroot"])
+        .arg(s)
+        .arg("testos/stable")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: rerun failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let st = status(s);
-    assert!(st.lines().nth(1).is_some_and(|l| l.contains("Version: 2.0")), "{what}: {st}");
-    assert!(!s.join("ostree/deploy/testos/.staging").exists(), "{what}: staging left");
+    assert!(
+        st.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("Version: 2.0")),
+        "{what}: {st}"
+    );
+    assert!(
+        !s.join("ostree/deploy/testos/.staging").exists(),
+        "{what}: staging left"
+    );
     let dirs = deployment_dirs(s);
-    assert_eq!(fs::read_to_string(dirs[0].join("etc/motd")).unwrap(), "local\n", "{what}");
+    assert_eq!(
+        fs::read_to_string(dirs[0].join("etc/motd")).unwrap(),
+        "local\n",
+        "{what}"
+    );
     // Nothing unreferenced stays in deploy/.
-    let on_disk = fs::read_dir(s.join("ostree/deploy/testos/deploy")).unwrap().count();
+    let on_disk = fs::read_dir(s.join("ostree/deploy/testos/deploy"))
+        .unwrap()
+        .count();
     assert_eq!(on_disk, 2 * dirs.len(), "{what}: stray files in deploy/");
 }
 
@@ -117,7 +181,10 @@ fn killed_at_every_checkpoint() {
     assert!(out.status.success());
     let mut points: Vec<(String, u32)> = Vec::new();
     for l in String::from_utf8_lossy(&out.stderr).lines() {
-        if let Some(name) = l.strip_prefix("checkpoint ") {
+        if let Some(name) = l
+            .strip_prefix("checkpoint ")
+            .and_then(|r| r.split(' ').next())
+        {
             let n = points.iter().filter(|(p, _)| p == name).count() as u32 + 1;
             points.push((name.to_string(), n));
         }
@@ -145,9 +212,15 @@ fn killed_at_random_moments() {
     // How long an uninterrupted deploy takes here.
     let s = fresh(&b, "timing");
     let t0 = Instant::now();
-    run(Command::new(BIN).args(["deploy", "--sysroot"]).arg(&s).arg("testos/stable"));
+    run(Command::new(BIN)
+        .args(["deploy", "--sysroot"])
+        .arg(&s)
+        .arg("testos/stable"));
     let full = t0.elapsed();
-    let runs: u64 = std::env::var("CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let runs: u64 = std::env::var("CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     let mut killed = 0;
     for i in 0..runs {
@@ -174,5 +247,8 @@ fn killed_at_random_moments() {
         rerun_completes(&s, &what);
     }
     eprintln!("{killed} of {runs} runs killed mid-way (full deploy {full:?})");
-    assert!(killed * 2 >= runs, "too few runs were actually interrupted: {killed}/{runs}");
+    assert!(
+        killed * 2 >= runs,
+        "too few runs were actually interrupted: {killed}/{runs}"
+    );
 }

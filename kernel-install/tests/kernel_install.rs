@@ -2,8 +2,9 @@
 //! `KERNEL_INSTALL_PLUGINS` pointing at `units/kernel-install/88-ostree-composefs.install`,
 //! against sysroots built with the real `ostree` CLI.
 //!
-//! Signature checks use `ostree_boot::sign::verify_commit` (prepare-root's `--check` is
-//! not on main yet): it is the verification prepare-root runs in signed mode.
+//! Signature checks use `ostree_boot::sign::verify_commit` (the verification prepare-root
+//! runs in signed mode) and, when it is built beside us, `ostree-prepare-root --check`
+//! with the unpacked initrd as its configuration root.
 
 mod common;
 
@@ -27,11 +28,16 @@ struct Env {
 }
 
 fn plugin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../units/kernel-install/88-ostree-composefs.install")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../units/kernel-install/88-ostree-composefs.install")
 }
 
 fn have_tools() -> bool {
-    have_ostree() && Command::new("kernel-install").arg("--version").output().is_ok_and(|o| o.status.success())
+    have_ostree()
+        && Command::new("kernel-install")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 /// A gzip-compressed newc initrd, as initramfs-tools or dracut make them.
@@ -57,10 +63,16 @@ fn setup(conf_text: &str) -> Option<Env> {
     make_tree(&tree, KVER, "a kernel\n");
     let sysroot = t.path().join("sysroot");
     make_sysroot(&sysroot, &tree, "1.0");
-    theirs(&sysroot, &["--os=testos", "--karg=root=LABEL=OLD", "testos/stable"]);
+    theirs(
+        &sysroot,
+        &["--os=testos", "--karg=root=LABEL=OLD", "testos/stable"],
+    );
     let conf = t.path().join("conf");
     write(&conf.join("install.conf"), "layout=ostree\n");
-    write(&conf.join("cmdline"), "# comment\nroot=LABEL=ROOT rw\nquiet\n");
+    write(
+        &conf.join("cmdline"),
+        "# comment\nroot=LABEL=ROOT rw\nquiet\n",
+    );
     let kiroot = t.path().join("kiroot");
     let text = conf_text.replace("@SYSROOT@", sysroot.to_str().unwrap());
     write(&kiroot.join("etc/ostree/kernel-install.conf"), &text);
@@ -68,7 +80,14 @@ fn setup(conf_text: &str) -> Option<Env> {
     fs::write(&kernel, "a kernel\n").unwrap();
     let initrd = t.path().join(format!("initrd.img-{KVER}"));
     make_initrd(t.path(), &initrd);
-    Some(Env { t, sysroot, conf, kiroot, kernel, initrd })
+    Some(Env {
+        t,
+        sysroot,
+        conf,
+        kiroot,
+        kernel,
+        initrd,
+    })
 }
 
 impl Env {
@@ -101,13 +120,24 @@ impl Env {
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
     fn add(&self) -> String {
-        self.ok(&["-v", "add", KVER, self.kernel.to_str().unwrap(), self.initrd.to_str().unwrap()])
+        self.ok(&[
+            "-v",
+            "add",
+            KVER,
+            self.kernel.to_str().unwrap(),
+            self.initrd.to_str().unwrap(),
+        ])
     }
     fn default_entry(&self) -> String {
         let mut best = (0, String::new());
         for e in fs::read_dir(self.sysroot.join("boot/loader/entries")).unwrap() {
             let text = fs::read_to_string(e.unwrap().path()).unwrap();
-            let v: u32 = text.lines().find_map(|l| l.strip_prefix("version ")).unwrap().parse().unwrap();
+            let v: u32 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("version "))
+                .unwrap()
+                .parse()
+                .unwrap();
             if v > best.0 {
                 best = (v, text);
             }
@@ -120,7 +150,10 @@ impl Env {
 }
 
 fn key(e: &str, k: &str) -> String {
-    e.lines().find_map(|l| l.strip_prefix(&format!("{k} "))).unwrap_or_else(|| panic!("no {k} in {e}")).to_string()
+    e.lines()
+        .find_map(|l| l.strip_prefix(&format!("{k} ")))
+        .unwrap_or_else(|| panic!("no {k} in {e}"))
+        .to_string()
 }
 
 /// The public key appended to an initrd at `keypath`, after the original `orig_len`
@@ -130,10 +163,13 @@ fn initrd_key(initrd: &[u8], orig_len: usize, keypath: &str) -> PublicKey {
     assert!(initrd[orig_len..start].iter().all(|&b| b == 0));
     let (members, end) = ostree_boot::cpio::read(initrd, start).unwrap();
     assert_eq!(end, initrd.len());
-    let m = members.iter().find(|m| m.name == keypath.trim_start_matches('/')).expect("key member");
+    let m = members
+        .iter()
+        .find(|m| m.name == keypath.trim_start_matches('/'))
+        .expect("key member");
     let keys = sign::parse_public_keys(std::str::from_utf8(&m.data).unwrap()).unwrap();
     assert_eq!(keys.len(), 1);
-    keys[0].clone()
+    keys[0]
 }
 
 /// Checks the default deployment the plugin wrote: listed first by ostree, entry boots
@@ -146,16 +182,36 @@ fn check_default(e: &Env) -> (PathBuf, String, Vec<u8>) {
     assert!(st.contains("origin refspec: testos/stable"), "{st}");
     let entry = e.default_entry();
     let options = key(&entry, "options");
-    assert!(options.starts_with("root=LABEL=ROOT rw quiet ostree=/ostree/boot."), "{options}");
+    assert!(
+        options.starts_with("root=LABEL=ROOT rw quiet ostree=/ostree/boot."),
+        "{options}"
+    );
     let link = options.rsplit_once("ostree=").unwrap().1;
     let resolved = fs::canonicalize(e.sysroot.join(link.trim_start_matches('/'))).unwrap();
     assert_eq!(resolved, fs::canonicalize(&dir).unwrap());
     let csum = name.split('.').next().unwrap().to_string();
-    let (_, commit) = e.repo().load_commit(&ostree_boot::ostree::objects::parse_checksum(&csum).unwrap()).unwrap();
-    let want = commit.composefs_digest().expect("commit has a composefs digest").unwrap();
-    assert_eq!(ostree_boot::fsverity::digest::digest_file(dir.join(".ostree.cfs")).unwrap(), want);
-    let initrd = fs::read(e.sysroot.join("boot").join(key(&entry, "initrd").trim_start_matches('/'))).unwrap();
-    assert_eq!(key(&entry, "linux").rsplit('/').next().unwrap(), format!("vmlinuz-{KVER}"));
+    let (_, commit) = e
+        .repo()
+        .load_commit(&ostree_boot::ostree::objects::parse_checksum(&csum).unwrap())
+        .unwrap();
+    let want = commit
+        .composefs_digest()
+        .expect("commit has a composefs digest")
+        .unwrap();
+    assert_eq!(
+        ostree_boot::fsverity::digest::digest_file(dir.join(".ostree.cfs")).unwrap(),
+        want
+    );
+    let initrd = fs::read(
+        e.sysroot
+            .join("boot")
+            .join(key(&entry, "initrd").trim_start_matches('/')),
+    )
+    .unwrap();
+    assert_eq!(
+        key(&entry, "linux").rsplit('/').next().unwrap(),
+        format!("vmlinuz-{KVER}")
+    );
     (dir, csum, initrd)
 }
 
@@ -188,14 +244,24 @@ fn assert_no_secret_key(root: &Path, pk: &PublicKey) {
         for w in data.windows(64) {
             if w[32..] == pkb {
                 let seed: [u8; 32] = w[..32].try_into().unwrap();
-                assert!(sign::SecretKey::from_seed(&seed).public_key() != *pk, "{}: raw key pair", p.display());
+                assert!(
+                    sign::SecretKey::from_seed(&seed).public_key() != *pk,
+                    "{}: raw key pair",
+                    p.display()
+                );
             }
         }
-        for tok in data.split(|b| !(b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/' || *b == b'=')) {
+        for tok in
+            data.split(|b| !(b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/' || *b == b'='))
+        {
             if tok.len() >= 86
                 && let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(tok)
             {
-                assert!(!(raw.len() == 64 && raw[32..] == pkb), "{}: base64 key pair", p.display());
+                assert!(
+                    !(raw.len() == 64 && raw[32..] == pkb),
+                    "{}: base64 key pair",
+                    p.display()
+                );
             }
         }
     }
@@ -203,50 +269,103 @@ fn assert_no_secret_key(root: &Path, pk: &PublicKey) {
 
 #[test]
 fn transient_add_remove_and_downgrade_protection() {
-    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nsigning=transient\n") else { return };
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nsigning=transient\n") else {
+        return;
+    };
     let orig = fs::read(&e.initrd).unwrap();
     let out = e.add();
     assert!(out.contains("transient key"), "{out}");
     let (dir1, csum1, initrd1) = check_default(&e);
-    assert!(initrd1.starts_with(&orig), "the initrd in /boot is the original plus the key");
-    let k1 = initrd_key(&initrd1, orig.len(), "/etc/ostree/initramfs-root-binding.key");
-    assert!(verify(&e, &csum1, &k1), "the initrd's key verifies the deployed commit");
+    assert!(
+        initrd1.starts_with(&orig),
+        "the initrd in /boot is the original plus the key"
+    );
+    let k1 = initrd_key(
+        &initrd1,
+        orig.len(),
+        "/etc/ostree/initramfs-root-binding.key",
+    );
+    assert!(
+        verify(&e, &csum1, &k1),
+        "the initrd's key verifies the deployed commit"
+    );
     assert_no_secret_key(e.t.path(), &k1);
     // The real cpio reads the appended archive too.
     let tail = e.t.path().join("tail.cpio");
     fs::write(&tail, &initrd1[orig.len().next_multiple_of(4)..]).unwrap();
-    let listing = stdout(Command::new("sh").arg("-c").arg("cpio -it --quiet < \"$1\"").arg("sh").arg(&tail));
-    assert!(listing.lines().any(|l| l == "etc/ostree/initramfs-root-binding.key"), "{listing}");
+    let listing = stdout(
+        Command::new("sh")
+            .arg("-c")
+            .arg("cpio -it --quiet < \"$1\"")
+            .arg("sh")
+            .arg(&tail),
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l == "etc/ostree/initramfs-root-binding.key"),
+        "{listing}"
+    );
 
     // A second add: another key, another sealed commit, another initrd.
     e.add();
     let (_dir2, csum2, initrd2) = check_default(&e);
     assert_ne!(csum1, csum2);
-    let k2 = initrd_key(&initrd2, orig.len(), "/etc/ostree/initramfs-root-binding.key");
+    let k2 = initrd_key(
+        &initrd2,
+        orig.len(),
+        "/etc/ostree/initramfs-root-binding.key",
+    );
     assert!(verify(&e, &csum2, &k2));
     // Downgrade protection: each initrd's key refuses the other deployment's commit.
-    assert!(!verify(&e, &csum1, &k2), "the new initrd must not boot the old deployment");
-    assert!(!verify(&e, &csum2, &k1), "the old initrd must not boot the new deployment");
+    assert!(
+        !verify(&e, &csum1, &k2),
+        "the new initrd must not boot the old deployment"
+    );
+    assert!(
+        !verify(&e, &csum2, &k1),
+        "the old initrd must not boot the new deployment"
+    );
     assert_eq!(deployment_dirs(&e.sysroot).len(), 2);
     assert!(dir1.exists(), "the previous one is the rollback");
 
     // remove drops every deployment booting the kernel.
     e.ok(&["-v", "remove", KVER]);
-    assert!(deployment_dirs(&e.sysroot).is_empty(), "{}", status(&e.sysroot));
-    assert!(fs::read_dir(e.sysroot.join("boot/ostree")).unwrap().next().is_none(), "kernel dirs cleaned up");
+    assert!(
+        deployment_dirs(&e.sysroot).is_empty(),
+        "{}",
+        status(&e.sysroot)
+    );
+    assert!(
+        fs::read_dir(e.sysroot.join("boot/ostree"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "kernel dirs cleaned up"
+    );
 }
 
 #[test]
 fn unsigned_add_keeps_and_remove_spares_other_kernels() {
-    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nkeep=3\n") else { return };
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nkeep=3\n") else {
+        return;
+    };
     // No INITRD argument: a generator's initrd would be in the staging area; here none,
     // so the deployment boots without one (ostree adds init=…prepare-root).
     e.ok(&["add", KVER, e.kernel.to_str().unwrap()]);
     let entry = e.default_entry();
-    assert!(key(&entry, "options").contains("init=/ostree/boot."), "{entry}");
+    assert!(
+        key(&entry, "options").contains("init=/ostree/boot."),
+        "{entry}"
+    );
     let other = e.t.path().join("vmlinuz-6.2.0-new");
     fs::write(&other, "a newer kernel\n").unwrap();
-    e.ok(&["add", "6.2.0-new", other.to_str().unwrap(), e.initrd.to_str().unwrap()]);
+    e.ok(&[
+        "add",
+        "6.2.0-new",
+        other.to_str().unwrap(),
+        e.initrd.to_str().unwrap(),
+    ]);
     assert_eq!(deployment_dirs(&e.sysroot).len(), 3, "keep=3");
     e.ok(&["remove", KVER]);
     let left = deployment_dirs(&e.sysroot);
@@ -256,18 +375,33 @@ fn unsigned_add_keeps_and_remove_spares_other_kernels() {
 
 #[test]
 fn booted_deployment_is_never_removed() {
-    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\n") else { return };
-    e.ok(&["add", KVER, e.kernel.to_str().unwrap(), e.initrd.to_str().unwrap()]);
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\n") else {
+        return;
+    };
+    e.ok(&[
+        "add",
+        KVER,
+        e.kernel.to_str().unwrap(),
+        e.initrd.to_str().unwrap(),
+    ]);
     // Pretend the rollback (ostree's deployment) is booted: /run/ostree-booted in a
     // private mount namespace names its directory.
     let booted_dir = deployment_dirs(&e.sysroot)[1].clone();
     use std::os::unix::fs::MetadataExt;
     let md = fs::metadata(&booted_dir).unwrap();
-    let b = ostree_boot::ostree::booted::OstreeBooted { backing_root_device_inode: (md.dev(), md.ino()), ..Default::default() };
+    let b = ostree_boot::ostree::booted::OstreeBooted {
+        backing_root_device_inode: (md.dev(), md.ino()),
+        ..Default::default()
+    };
     let file = e.t.path().join("ostree-booted");
     fs::write(&file, b.to_bytes().unwrap()).unwrap();
     let o = Command::new("unshare")
-        .args(["-m", "sh", "-c", "mount -t tmpfs none /run && cp \"$1\" /run/ostree-booted && shift && exec \"$@\""])
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /run && cp \"$1\" /run/ostree-booted && shift && exec \"$@\"",
+        ])
         .arg("sh")
         .arg(&file)
         .args(["kernel-install", "remove", KVER])
@@ -290,7 +424,9 @@ fn booted_deployment_is_never_removed() {
 
 #[test]
 fn other_layouts_are_left_alone() {
-    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\n") else { return };
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\n") else {
+        return;
+    };
     write(&e.conf.join("install.conf"), "layout=bls\n");
     // kernel-install itself makes $BOOT_ROOT/$MACHINE_ID/$KVER for layout=bls.
     let ours = |s: &Path| {
@@ -299,13 +435,20 @@ fn other_layouts_are_left_alone() {
         m
     };
     let before = ours(&e.sysroot);
-    e.ok(&["add", KVER, e.kernel.to_str().unwrap(), e.initrd.to_str().unwrap()]);
+    e.ok(&[
+        "add",
+        KVER,
+        e.kernel.to_str().unwrap(),
+        e.initrd.to_str().unwrap(),
+    ]);
     assert_same(&before, &ours(&e.sysroot), "layout=bls");
 }
 
 #[test]
 fn clear_errors() {
-    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nsigning=transient\n") else { return };
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nsigning=transient\n") else {
+        return;
+    };
     let k = e.kernel.to_str().unwrap().to_string();
     let i = e.initrd.to_str().unwrap().to_string();
     // Transient signing without an initrd.
@@ -313,37 +456,81 @@ fn clear_errors() {
     assert!(err.contains("signing=transient needs an initrd"), "{err}");
     // Unknown ref.
     let conf = e.kiroot.join("etc/ostree/kernel-install.conf");
-    write(&conf, &format!("[kernel-install]\nsysroot={}\nref=no/such/ref\n", e.sysroot.display()));
+    write(
+        &conf,
+        &format!(
+            "[kernel-install]\nsysroot={}\nref=no/such/ref\n",
+            e.sysroot.display()
+        ),
+    );
     let err = e.fails(&["add", KVER, &k, &i]);
     assert!(err.contains("unknown ref 'no/such/ref'"), "{err}");
     // Bad value: the key is named.
-    write(&conf, &format!("[kernel-install]\nsysroot={}\nkeep=none\n", e.sysroot.display()));
+    write(
+        &conf,
+        &format!(
+            "[kernel-install]\nsysroot={}\nkeep=none\n",
+            e.sysroot.display()
+        ),
+    );
     let err = e.fails(&["add", KVER, &k, &i]);
-    assert!(err.contains("[kernel-install] keep") && err.contains("kernel-install.conf:3"), "{err}");
+    assert!(
+        err.contains("[kernel-install] keep") && err.contains("kernel-install.conf:3"),
+        "{err}"
+    );
     // No ostree sysroot; no repo.
     write(&conf, "[kernel-install]\nsysroot=/nonexistent\n");
-    assert!(e.fails(&["add", KVER, &k, &i]).contains("not an ostree sysroot"));
+    assert!(
+        e.fails(&["add", KVER, &k, &i])
+            .contains("not an ostree sysroot")
+    );
     let bare = e.t.path().join("norepo");
     fs::create_dir_all(bare.join("ostree")).unwrap();
     fs::create_dir_all(bare.join("boot")).unwrap();
-    write(&conf, &format!("[kernel-install]\nsysroot={}\n", bare.display()));
-    assert!(e.fails(&["add", KVER, &k, &i]).contains("no ostree repository"));
+    write(
+        &conf,
+        &format!("[kernel-install]\nsysroot={}\n", bare.display()),
+    );
+    assert!(
+        e.fails(&["add", KVER, &k, &i])
+            .contains("no ostree repository")
+    );
     // Kernel missing (kernel-install checks the image itself; the plugin too).
-    write(&conf, &format!("[kernel-install]\nsysroot={}\n", e.sysroot.display()));
+    write(
+        &conf,
+        &format!("[kernel-install]\nsysroot={}\n", e.sysroot.display()),
+    );
     let o = Command::new(BIN)
-        .args(["kernel-install", "add", KVER, "/tmp/entry", "/nonexistent/vmlinuz"])
+        .args([
+            "kernel-install",
+            "add",
+            KVER,
+            "/tmp/entry",
+            "/nonexistent/vmlinuz",
+        ])
         .env("KERNEL_INSTALL_LAYOUT", "ostree")
         .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &e.kiroot)
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&o.stderr).contains("kernel image /nonexistent/vmlinuz does not exist"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("kernel image /nonexistent/vmlinuz does not exist")
+    );
     // Initrd missing.
     let err = e.fails(&["add", KVER, &k, "/nonexistent/initrd.img"]);
-    assert!(err.contains("initrd /nonexistent/initrd.img cannot be read"), "{err}");
+    assert!(
+        err.contains("initrd /nonexistent/initrd.img cannot be read"),
+        "{err}"
+    );
     // Read-only /boot (a read-only bind mount in a private namespace).
     let boot = e.sysroot.join("boot");
     let o = Command::new("unshare")
-        .args(["-m", "sh", "-c", "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && shift && exec \"$@\""])
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && shift && exec \"$@\"",
+        ])
         .arg("sh")
         .arg(&boot)
         .args([BIN, "kernel-install", "add", KVER, "/tmp/entry", &k, &i])
@@ -367,7 +554,11 @@ fn key_signing_then_ostree_deploys_on_top() {
     fs::write(&keyfile, format!("{}\n", sk.to_base64().as_str())).unwrap();
     write(
         &e.kiroot.join("etc/ostree/kernel-install.conf"),
-        &format!("[kernel-install]\nsysroot={}\nsigning=key\nsigning-key={}\n", e.sysroot.display(), keyfile.display()),
+        &format!(
+            "[kernel-install]\nsysroot={}\nsigning=key\nsigning-key={}\n",
+            e.sysroot.display(),
+            keyfile.display()
+        ),
     );
     let orig = fs::read(&e.initrd).unwrap();
     e.add();
@@ -378,7 +569,91 @@ fn key_signing_then_ostree_deploys_on_top() {
     theirs(&e.sysroot, &["--os=testos", "testos/stable"]);
     let dirs = deployment_dirs(&e.sysroot);
     assert_eq!(dirs.len(), 2);
-    assert!(dirs[1].ends_with(format!("{csum}.0")), "ours is the rollback: {}", status(&e.sysroot));
-    run(Command::new("ostree").args(["admin", "cleanup"]).arg(format!("--sysroot={}", e.sysroot.display())));
-    run(Command::new("ostree").arg(format!("--repo={}", e.sysroot.join("ostree/repo").display())).arg("fsck"));
+    assert!(
+        dirs[1].ends_with(format!("{csum}.0")),
+        "ours is the rollback: {}",
+        status(&e.sysroot)
+    );
+    run(Command::new("ostree")
+        .args(["admin", "cleanup"])
+        .arg(format!("--sysroot={}", e.sysroot.display())));
+    run(Command::new("ostree")
+        .arg(format!(
+            "--repo={}",
+            e.sysroot.join("ostree/repo").display()
+        ))
+        .arg("fsck"));
+}
+
+/// `ostree-prepare-root` from the same build, when it was built (`cargo test --workspace`).
+fn prepare_root_bin() -> Option<PathBuf> {
+    let p = Path::new(BIN).with_file_name("ostree-prepare-root");
+    p.is_file().then_some(p)
+}
+
+/// Unpacks an initrd the plugin installed (gzip'd cpio + our appended cpio) into `dir`,
+/// and gives it the signed-mode prepare-root.conf an initrd for this flow carries.
+fn unpack_initrd(initrd: &[u8], orig_len: usize, dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let (a, b) = (dir.join("a.gz"), dir.join("b.cpio"));
+    fs::write(&a, &initrd[..orig_len]).unwrap();
+    fs::write(&b, &initrd[orig_len.next_multiple_of(4)..]).unwrap();
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && gzip -dc a.gz | cpio -id --quiet && cpio -id --quiet < b.cpio && rm a.gz b.cpio")
+        .arg("sh")
+        .arg(dir));
+    write(
+        &dir.join("etc/ostree/prepare-root.conf"),
+        "[composefs]\nenabled=signed\n",
+    );
+}
+
+#[test]
+fn prepare_root_check_refuses_the_other_initrds_deployment() {
+    let Some(pr) = prepare_root_bin() else {
+        eprintln!("skipped: ostree-prepare-root not built beside ostree-composefs");
+        return;
+    };
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nsigning=transient\n") else {
+        return;
+    };
+    let orig_len = fs::metadata(&e.initrd).unwrap().len() as usize;
+    e.add();
+    let (dir1, csum1, initrd1) = check_default(&e);
+    e.add();
+    let (dir2, csum2, initrd2) = check_default(&e);
+    let (r1, r2) = (e.t.path().join("initrd1"), e.t.path().join("initrd2"));
+    unpack_initrd(&initrd1, orig_len, &r1);
+    unpack_initrd(&initrd2, orig_len, &r2);
+    let check = |root: &Path, dep: &Path| {
+        let o = Command::new(&pr)
+            .args(["--check", "--sysroot"])
+            .arg(&e.sysroot)
+            .arg("--config-root")
+            .arg(root)
+            .arg(dep)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let own1 = check(&r1, &dir1);
+    let own2 = check(&r2, &dir2);
+    assert!(
+        own1.contains(&format!("ok: commit {csum1} signed by key 1")),
+        "{own1}"
+    );
+    assert!(
+        own2.contains(&format!("ok: commit {csum2} signed by key 1")),
+        "{own2}"
+    );
+    // Each initrd refuses the other deployment: no key of it signed that commit.
+    for out in [check(&r2, &dir1), check(&r1, &dir2)] {
+        assert!(!out.contains("signed by key"), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("FAIL:") && l.to_lowercase().contains("signature")),
+            "{out}"
+        );
+    }
 }

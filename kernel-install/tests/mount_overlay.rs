@@ -41,10 +41,10 @@ fn copy_some(from: &Path, to: &Path, budget: &mut usize) {
                 copy_some(&src, &dst, budget);
             }
         } else if md.file_type().is_symlink() {
-            if let Ok(t) = std::fs::read_link(&src) {
-                if std::os::unix::fs::symlink(t, &dst).is_ok() {
-                    *budget -= 1;
-                }
+            if let Ok(t) = std::fs::read_link(&src)
+                && std::os::unix::fs::symlink(t, &dst).is_ok()
+            {
+                *budget -= 1;
             }
         } else if md.is_file() && md.len() < 4 << 20 && std::fs::copy(&src, &dst).is_ok() {
             *budget -= 1;
@@ -66,6 +66,31 @@ fn build_source(src: &Path) {
     let mut budget = 3000;
     copy_some(Path::new("/usr/share"), src, &mut budget);
     assert!(budget < 1000, "/usr/share has too few files for this test");
+
+    // Names that sort around "." and "..", and a root entry that replaces a stub
+    // whiteout: the kernel looks names up by binary search, so the order must be exact.
+    for name in [".#lock", "-dash", "!bang", ".-dot-dash", "..."] {
+        std::fs::write(
+            src.join(name),
+            format!("{name} is a file whose name sorts near the dot entries\n"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir(src.join("ab")).unwrap();
+    std::fs::write(
+        src.join("ab/inside"),
+        b"replaces the stub whiteout named ab\n",
+    )
+    .unwrap();
+    std::fs::create_dir(src.join("deep")).unwrap();
+    for i in 0..400 {
+        // Enough entries for a directory spanning several blocks.
+        std::fs::write(
+            src.join(format!("deep/entry-with-a-longish-name-{i:04}")),
+            [b'x'; 70],
+        )
+        .unwrap();
+    }
 
     let x = src.join("zz-test");
     std::fs::create_dir(&x).unwrap();
@@ -100,7 +125,7 @@ fn build_source(src: &Path) {
     chown(&x.join("just65"), 100_000, 100_001); // needs an extended inode
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &x.join("fifo"),
+        x.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
@@ -108,7 +133,7 @@ fn build_source(src: &Path) {
     .unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &x.join("null-dev"),
+        x.join("null-dev"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::from_raw_mode(0o666),
         rustix::fs::makedev(1, 3),
@@ -143,7 +168,7 @@ fn build_source(src: &Path) {
     };
     rustix::fs::utimensat(
         rustix::fs::CWD,
-        &x.join("big"),
+        x.join("big"),
         &t,
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
@@ -326,4 +351,150 @@ fn compare(src: &Path, mnt: &Path) -> usize {
         }
     }
     count
+}
+
+const DUMP_CHILD_ENV: &str = "OSTREE_COMPOSEFS_MOUNT_DUMP_DIR";
+
+/// Inline data of every layout (tails, a full block, block + tail), a multi-block
+/// directory, long symlinks, extended inodes and dump hardlinks: the kernel's EROFS
+/// must read back exactly what the dump says.
+fn layout_dump() -> String {
+    let mut d = String::from("/ 4096 40755 2 0 0 0 1000.0 - - - user.root=r\n");
+    d += "/a 0 40755 2 0 0 0 1000.0 - - -\n";
+    let mut names: Vec<String> = Vec::new();
+    for (i, n) in [1usize, 100, 2047, 2048, 2049, 3000, 4095, 4096, 4097, 5000]
+        .iter()
+        .enumerate()
+    {
+        let content: String = (0..*n)
+            .map(|j| (b'a' + ((i + j) % 26) as u8) as char)
+            .collect();
+        names.push(format!(
+            "/a/inline-{n:04} {n} 100644 1 {i} {i} 0 1000.0 - {content} -"
+        ));
+    }
+    for i in 0..300 {
+        names.push(format!("/a/many-{i:03}-with-a-long-name-to-fill-blocks 0 100600 1 70000 0 0 {}.{} - - - user.shared=v", 1000 + i, i));
+    }
+    names.push(format!(
+        "/a/long-link 4000 120777 1 0 0 0 1000.0 {} - -",
+        "L".repeat(4000)
+    ));
+    names.push("/a/hard 5 100644 2 0 0 0 1000.0 - hello -".into());
+    names.push("/a/hard2 5 @100644 2 0 0 0 1000.0 /a/hard - -".into());
+    names.sort();
+    for n in names {
+        d += &n;
+        d.push('\n');
+    }
+    d
+}
+
+#[test]
+fn dump_layouts_read_back_through_the_kernel() {
+    if !is_root() {
+        eprintln!("SKIPPED dump_layouts_read_back_through_the_kernel: needs root for mounts");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("layouts.dump"), layout_dump()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ostree-composefs"))
+        .args(["mkcomposefs", "--from-file", "--strict"])
+        .arg(tmp.path().join("layouts.dump"))
+        .arg(tmp.path().join("layouts.img"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let child = Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "mount_child_dump",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DUMP_CHILD_ENV, tmp.path())
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(
+        child.status.success() && log.contains("1 passed") && log.contains("checked"),
+        "child failed:\n{log}"
+    );
+}
+
+#[test]
+#[ignore = "run by dump_layouts_read_back_through_the_kernel inside unshare -m"]
+fn mount_child_dump() {
+    let Some(dir) = std::env::var_os(DUMP_CHILD_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let mnt = dir.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "erofs", "-o", "ro,loop"])
+        .arg(dir.join("layouts.img"))
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting the erofs image failed");
+    let mut checked = 0;
+    for line in layout_dump().lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let p = mnt.join(f[0].trim_start_matches('/'));
+        let md = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(
+            format!("{:o}", md.mode()),
+            f[2].trim_start_matches('@'),
+            "mode of {}",
+            f[0]
+        );
+        assert_eq!(md.uid().to_string(), f[4], "uid of {}", f[0]);
+        let mtime: Vec<&str> = f[7].split('.').collect();
+        assert_eq!(
+            (md.mtime().to_string(), md.mtime_nsec().to_string()),
+            (mtime[0].into(), mtime[1].into()),
+            "mtime of {}",
+            f[0]
+        );
+        if md.is_file() {
+            assert_eq!(md.nlink().to_string(), f[3], "nlink of {}", f[0]);
+            let want = if f[9] == "-" {
+                String::new()
+            } else {
+                f[9].to_string()
+            };
+            let content = std::fs::read_to_string(&p).unwrap();
+            if f[2].starts_with('@') {
+                assert_eq!(content, "hello");
+            } else {
+                assert_eq!(content, want, "content of {}", f[0]);
+            }
+        } else if md.file_type().is_symlink() {
+            assert_eq!(std::fs::read_link(&p).unwrap().as_os_str().len(), 4000);
+        }
+        checked += 1;
+    }
+    let a = std::fs::metadata(mnt.join("a/hard")).unwrap();
+    let b = std::fs::metadata(mnt.join("a/hard2")).unwrap();
+    assert_eq!(a.ino(), b.ino(), "hardlinks share an inode");
+    assert_eq!(
+        xattrs(&mnt.join("a/many-007-with-a-long-name-to-fill-blocks"))
+            .get(&b"user.shared"[..])
+            .map(|v| v.as_slice()),
+        Some(&b"v"[..])
+    );
+    let _ = Command::new("umount").arg(&mnt).status();
+    println!("checked {checked} entries");
 }

@@ -4,7 +4,6 @@
 //! image, header, signature, digest, fs-verity on the image and on the objects) without
 //! mounting anything, and lists each result. Exit 0 only if the run would succeed.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use ostree_boot::cmdline::Cmdline;
@@ -15,6 +14,7 @@ use ostree_boot::plan::{self, ExpectedDigest, Step};
 use crate::composefs_mount::{self, CfsMountError};
 use crate::run::{self, Inputs};
 use crate::verify;
+use ostree_boot::composefs::reader;
 
 /// What `--check` was asked.
 #[derive(Debug, Clone)]
@@ -175,13 +175,14 @@ pub fn check(args: &CheckArgs) -> Report {
             }
             Step::MountComposefs {
                 image,
+                objects,
                 require_verity,
                 expected_digest,
                 ..
             } => {
                 check_image(
-                    &inp,
                     image,
+                    objects,
                     *require_verity,
                     expected_digest,
                     verified.as_ref(),
@@ -208,8 +209,8 @@ pub fn check(args: &CheckArgs) -> Report {
 }
 
 fn check_image(
-    inp: &Inputs,
     image: &Path,
+    objects: &Path,
     require_verity: bool,
     expected: &ExpectedDigest,
     verified: Option<&[u8; 32]>,
@@ -249,59 +250,106 @@ fn check_image(
         Err(e) => r.fail(e.to_string()),
     }
     if require_verity {
-        check_objects(inp, r);
+        check_objects(image, objects, r);
     }
 }
 
-/// fs-verity on every object the root reads: the deployment's files below /usr and the
-/// other top-level trees are hard links to the repository's objects in bare repositories,
-/// so measuring them measures the objects. Stops at the first file that fails.
-fn check_objects(inp: &Inputs, r: &mut Report) {
-    let mut stack: Vec<PathBuf> = Vec::new();
-    for e in std::fs::read_dir(&inp.deploy_path)
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let n = e.file_name();
-        // /etc is a per-deployment copy, not objects; dotfiles are ostree's own.
-        if n != "etc" && !n.to_string_lossy().starts_with('.') {
-            stack.push(e.path());
-        }
-    }
+/// fs-verity on every object the overlay will open with `verity=require`: each regular
+/// file of the image that redirects to the object store must record a digest, and the
+/// object's kernel fs-verity digest must equal it. Stops at the first failure.
+fn check_objects(image: &Path, objects: &Path, r: &mut Report) {
+    let bytes = match std::fs::read(image) {
+        Ok(b) => b,
+        Err(e) => return r.fail(format!("reading {}: {e}", image.display())),
+    };
+    let tree = match reader::read_image(&bytes) {
+        Ok(t) => t,
+        Err(e) => return r.fail(format!("{}: {e}", image.display())),
+    };
     let mut count = 0usize;
-    while let Some(p) = stack.pop() {
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
+    for (path, id) in tree.walk() {
+        let node = tree.node(id);
+        let Some(payload) = node.payload.as_ref().filter(|_| node.is_reg()) else {
             continue;
         };
-        if m.is_dir() {
-            stack.extend(
-                std::fs::read_dir(&p)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| e.path()),
-            );
-            continue;
-        }
-        if !m.is_file() || m.size() == 0 {
-            continue;
-        }
-        let res = std::fs::File::open(&p).map_err(|e| e.to_string()).and_then(|f| match verity::measure(&f) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err("the object has no fs-verity".to_string()),
-            Err(VerityError::FilesystemNotSupported) => {
-                Err("its filesystem or the kernel does not support fs-verity, so verity=require would fail".to_string())
+        let path = String::from_utf8_lossy(&path);
+        let Some(want) = node.digest else {
+            return r.fail(format!(
+                "{path}: the image records no fs-verity digest for it, so verity=require refuses it"
+            ));
+        };
+        let obj = objects.join(String::from_utf8_lossy(payload).as_ref());
+        let measured = std::fs::File::open(&obj)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                verity::measure(&f).map_err(|e| match e {
+                    VerityError::FilesystemNotSupported => {
+                        "its filesystem or the kernel does not support fs-verity".to_string()
+                    }
+                    e => e.to_string(),
+                })
+            });
+        match measured {
+            Ok(Some(got)) if got == want => count += 1,
+            Ok(Some(got)) => {
+                return r.fail(format!(
+                    "object {} ({path}): fs-verity digest {} but the image expects {}",
+                    obj.display(),
+                    hex::encode(got),
+                    hex::encode(want)
+                ));
             }
-            Err(e) => Err(e.to_string()),
-        });
-        if let Err(e) = res {
-            r.fail(format!("fs-verity is required but not enabled on object {} ({} objects verified before it): {e}", p.display(), count));
-            return;
+            Ok(None) => {
+                return r.fail(format!(
+                    "fs-verity is required but not enabled on object {} ({path}; {count} objects verified before it)",
+                    obj.display()
+                ));
+            }
+            Err(e) => {
+                return r.fail(format!(
+                    "fs-verity is required but not enabled on object {} ({path}; {count} objects verified before it): {e}",
+                    obj.display()
+                ));
+            }
         }
-        count += 1;
     }
     r.ok(format!(
-        "fs-verity enabled on all {count} objects of the deployment"
+        "fs-verity digests of all {count} objects match the image"
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_deployment_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let rel = "ostree/deploy/os/deploy/0123abcd.1";
+        std::fs::create_dir_all(root.join(rel)).unwrap();
+        let d = direct_deployment(root, rel).unwrap();
+        assert_eq!(
+            (
+                d.stateroot.as_str(),
+                d.name.checksum.as_str(),
+                d.name.serial
+            ),
+            ("os", "0123abcd", 1)
+        );
+        assert_eq!(d.relpath, Path::new(rel));
+        let abs = root.join(rel);
+        assert_eq!(
+            direct_deployment(root, &abs.to_string_lossy())
+                .unwrap()
+                .relpath,
+            Path::new(rel)
+        );
+        // Not a deployment directory: left to the ostree= resolution (and its errors).
+        assert!(direct_deployment(root, "ostree/deploy/os/deploy/missing.0").is_none());
+        assert!(direct_deployment(root, "/ostree/boot.1/os/abc/0").is_none());
+        assert!(direct_deployment(root, "/elsewhere/ostree/deploy/os/deploy/0123abcd.1").is_none());
+        std::fs::create_dir_all(root.join("ostree/deploy/os/deploy/notacsum")).unwrap();
+        assert!(direct_deployment(root, "ostree/deploy/os/deploy/notacsum").is_none());
+    }
 }

@@ -126,6 +126,8 @@ pub enum CfsMountError {
     },
     #[error("{path} is not a composefs image: {reason}")]
     BadHeader { path: PathBuf, reason: String },
+    #[error("invalid composefs mount options: {0}")]
+    InvalidOptions(String),
     #[error("the kernel lacks {feature}: {detail}")]
     KernelLacks {
         feature: &'static str,
@@ -270,10 +272,10 @@ pub fn mount_image(
     opts: &CfsMountOptions,
 ) -> Result<MountReport, CfsMountError> {
     if opts.objdirs.is_empty() {
-        return Err(CfsMountError::KernelLacks {
-            feature: "nothing",
-            detail: "no object directory given".into(),
-        });
+        // libcomposefs requires n_objdirs > 0; upper and work come as a pair by type.
+        return Err(CfsMountError::InvalidOptions(
+            "no object directory (data layer) given".into(),
+        ));
     }
     let file = match File::open(image) {
         Ok(f) => f,
@@ -578,7 +580,13 @@ fn overlay_new_api(target: &Path, opts: &CfsMountOptions) -> Result<bool, CfsMou
     Ok(true)
 }
 
-fn overlay_legacy(target: &Path, opts: &CfsMountOptions) -> Result<OverlaySyntax, CfsMountError> {
+/// The overlay with `mount(2)` and the legacy option string, as on kernels without
+/// `lowerdir+=` (before 6.7): `lowerdir=IMG::OBJ`, then `IMG:OBJ` on `EINVAL`. The EROFS
+/// image must be mounted at `opts.image_mountdir` already.
+pub fn overlay_legacy(
+    target: &Path,
+    opts: &CfsMountOptions,
+) -> Result<OverlaySyntax, CfsMountError> {
     let flags = MountFlags::SILENT
         | if opts.read_only {
             MountFlags::RDONLY
@@ -606,9 +614,8 @@ fn overlay_legacy(target: &Path, opts: &CfsMountOptions) -> Result<OverlaySyntax
         if opts.require_verity {
             data.push_str(",verity=require");
         }
-        let cdata = CString::new(data.clone()).map_err(|_| CfsMountError::BadHeader {
-            path: target.to_path_buf(),
-            reason: "a path contains a NUL byte".into(),
+        let cdata = CString::new(data.clone()).map_err(|_| {
+            CfsMountError::InvalidOptions(format!("a path in {data:?} contains a NUL byte"))
         })?;
         match rustix::mount::mount("composefs", target, "overlay", flags, cdata.as_c_str()) {
             Ok(()) => return Ok(syntax),

@@ -5,7 +5,6 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -233,30 +232,10 @@ pub fn is_read_only(path: &Path) -> Result<bool> {
     Ok(st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
-/// Writes `bytes` to `path` atomically with mode 0644: temporary file in the same
-/// directory, fsync, rename.
+/// Writes `bytes` to `path` atomically with mode 0644 ([`ostree_boot::fsutil::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let what = || format!("writing {}", d(path));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.map_err(|e| ioerr(what(), e))
+    ostree_boot::fsutil::write_atomic(path, bytes, 0o644)
+        .map_err(|e| ioerr(format!("writing {}", d(path)), e.source))
 }
 
 /// The block device that backs the physical root, for `/run/systemd/volatile-root`:

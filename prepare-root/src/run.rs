@@ -91,7 +91,7 @@ pub fn gather(
             .join(plan::USR_OVL_WORK)
             .symlink_metadata()
             .is_ok(),
-        legacy_repo_readonly: repo_config_readonly(&root),
+        legacy_repo_readonly: plan::legacy_repo_readonly(&root.join("ostree/repo/config")),
     };
     Ok(Inputs {
         rc,
@@ -100,28 +100,6 @@ pub fn gather(
         deploy_path,
         facts,
     })
-}
-
-/// `[sysroot] readonly` in `<root>/ostree/repo/config`, a GKeyFile boolean.
-fn repo_config_readonly(root: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(root.join("ostree/repo/config")) else {
-        return false;
-    };
-    let mut in_group = false;
-    let mut value = false;
-    for line in text.lines() {
-        let l = line.trim();
-        if l.starts_with('[') {
-            in_group = l == "[sysroot]";
-        } else if in_group
-            && let Some((k, v)) = l.split_once('=')
-            && k.trim() == "readonly"
-        {
-            // GKeyFile: the last occurrence wins.
-            value = matches!(v.trim(), "true" | "1");
-        }
-    }
-    value
 }
 
 fn journal_resolved(deploy_path: &Path, root: &Path) {

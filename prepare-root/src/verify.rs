@@ -93,9 +93,7 @@ pub fn verify_commit(
     {
         base_commit = match load(&repo, &b) {
             Ok(c) => Some(c),
-            Err(RepoError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                None
-            }
+            Err(RepoError::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
         base_meta = repo.load_commitmeta(&b)?.map(|(_, m)| m);

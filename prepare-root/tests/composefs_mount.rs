@@ -233,3 +233,37 @@ fn verity_required_or_expected_fails_before_mounting() {
         },
     );
 }
+
+#[test]
+fn legacy_overlay_option_string() {
+    with_sysroot("legacy_overlay_option_string", |s, deploy| {
+        let work = tempfile::tempdir().unwrap();
+        let lower = work.path().join("lower");
+        let target = work.path().join("target");
+        for d in [&lower, &target] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let img = std::fs::File::open(deploy.join(".ostree.cfs")).unwrap();
+        composefs_mount::mount_erofs_with(&img, false, &lower, false).unwrap();
+        let syntax = composefs_mount::overlay_legacy(&target, &opts(s, &lower)).unwrap();
+        assert_eq!(
+            syntax,
+            OverlaySyntax::LegacyDataOnly,
+            "6.5+ takes data-only layers"
+        );
+        assert_eq!(
+            std::fs::read(target.join("usr/bin/hello")).unwrap(),
+            b"hello from the composefs root\n"
+        );
+        let m = findmnt(&target);
+        assert!(m.starts_with("composefs overlay ro,"), "{m}");
+        assert!(
+            m.contains(&format!(
+                "lowerdir={}::{}",
+                lower.display(),
+                s.join("ostree/repo/objects").display()
+            )),
+            "{m}"
+        );
+    });
+}

@@ -28,6 +28,8 @@ struct RunOut {
     modes: String,
     lower_entries: String,
     volatile_root: String,
+    /// Wall time of the prepare-root process (printed for information, never asserted).
+    elapsed_us: u64,
 }
 
 impl RunOut {
@@ -97,10 +99,12 @@ fn run_prepare_root(sr: &Sysroot, setup: &Setup) -> RunOut {
         setup.kargs
     );
     let script = format!(
-        r#"{bin} {sr} '{cmdline}' > {o}/stdout 2> {o}/stderr; echo $? > {o}/rc
+        r#"t0=$(date +%s%N); {bin} {sr} '{cmdline}' > {o}/stdout 2> {o}/stderr; echo $? > {o}/rc; t1=$(date +%s%N)
+echo $(( (t1 - t0) / 1000 )) > {o}/elapsed_us
 findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS > {o}/mounts
 cp /run/ostree-booted {o}/booted 2>/dev/null
 stat -c %a /run/ostree /run/ostree/.private > {o}/modes 2>/dev/null
+stat -c %a /run/ostree/.private/root/upper /run/ostree/.private/root/work /run/ostree/transient-etc.* /run/ostree/transient-etc.*/upper >> {o}/modes 2>/dev/null
 ls -A /run/ostree/.private/cfsroot-lower 2>&1 | wc -l > {o}/lower
 readlink /run/systemd/volatile-root > {o}/volatile 2>/dev/null
 true"#,
@@ -137,6 +141,7 @@ true"#,
         modes: read("modes"),
         lower_entries: read("lower").trim().to_string(),
         volatile_root: read("volatile").trim().to_string(),
+        elapsed_us: read("elapsed_us").trim().parse().unwrap_or(0),
     }
 }
 
@@ -295,6 +300,7 @@ fn composefs_yes() {
         "{}",
         r.stderr
     );
+    eprintln!("prepare-root (composefs yes) took {} µs", r.elapsed_us);
     assert!(
         r.stderr
             .contains("composefs: kernel features: new mount API: yes; EROFS: file-backed"),
@@ -431,6 +437,10 @@ fn etc_transient() {
         etc.options.contains("upperdir=/run/ostree/transient-etc."),
         "{etc:?}"
     );
+    assert_eq!(
+        r.modes, "755\n0\n700\n755\n",
+        "/run/ostree, .private, transient-etc.X, its upper"
+    );
     let b = r.booted.unwrap();
     let t = b.transient_etc.unwrap();
     assert!(
@@ -467,6 +477,10 @@ fn root_transient_and_transient_ro() {
     );
     let b = r.booted.unwrap();
     assert!(b.root_transient && !b.root_transient_ro);
+    assert_eq!(
+        r.modes, "755\n0\n755\n700\n",
+        "/run/ostree, .private, root/upper, root/work"
+    );
 
     let r = run_both(
         &sr,
@@ -775,7 +789,7 @@ fn signed_commit_without_digest_is_refused() {
 /// fs-verity measurement of the image, which this host cannot do (the VM tests cover
 /// the rest, including a real digest mismatch).
 #[test]
-fn signed_digest_check_reaches_the_ioctl() {
+fn failure_digest_mismatch_checked_up_to_the_ioctl() {
     if !common::privileged() {
         return;
     }
@@ -1055,6 +1069,42 @@ fn signed_bootc_base_commit_fallback() {
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains("No valid (of 1) signatures found"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// ostree's legacy `[sysroot] readonly=true` in the repository config, honoured when
+/// nothing else decides (not with composefs=yes).
+#[test]
+fn legacy_repo_config_readonly_flag() {
+    let Some((_g, sr)) = fixture(true) else {
+        return;
+    };
+    let cfg = sr.repo.join("config");
+    let mut text = fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[sysroot]\nreadonly=true\n");
+    fs::write(&cfg, text).unwrap();
+    let r = run_both(&sr, &Setup::default());
+    r.ok();
+    assert!(
+        r.stderr.contains("Found legacy sysroot.readonly flag"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.opts(&sr.path.join("sysroot")).contains(&"ro".into()));
+    assert!(r.booted.unwrap().sysroot_ro);
+    // With composefs required the flag is not consulted at all.
+    let r = run_both(
+        &sr,
+        &Setup {
+            usr_conf: Some(YES),
+            ..Default::default()
+        },
+    );
+    r.ok();
+    assert!(
+        !r.stderr.contains("Found legacy sysroot.readonly flag"),
         "{}",
         r.stderr
     );

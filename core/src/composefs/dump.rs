@@ -279,6 +279,9 @@ struct Parser {
     fixups: Vec<Fixup>,
     /// Placeholders of hardlink entries, resolved once every line is read.
     placeholders: HashMap<NodeId, usize>,
+    /// The parent directory of the previous line: dumps list siblings together, so
+    /// most lines skip the walk from the root.
+    last_parent: Option<(Vec<u8>, NodeId)>,
 }
 
 /// Parses a dump file into a tree. `strict` adds upstream's `CFS_PARSE_STRICT` checks.
@@ -288,6 +291,7 @@ pub fn parse(text: &[u8], strict: bool) -> Result<Tree, DumpError> {
         strict,
         fixups: Vec::new(),
         placeholders: HashMap::new(),
+        last_parent: None,
     };
     let mut rest = text;
     let mut lineno = 0;
@@ -381,13 +385,13 @@ impl Parser {
             .map_err(|m| e(format!("payload: {m}")))?
             .map(cstr);
         let content = unescape_optional(content_f).map_err(|m| e(format!("content: {m}")))?;
-        if let Some(c) = &content {
-            if c.len() as u64 != size {
-                return Err(e(format!(
-                    "invalid content size {}, must match size {size}",
-                    c.len()
-                )));
-            }
+        if let Some(c) = &content
+            && c.len() as u64 != size
+        {
+            return Err(e(format!(
+                "invalid content size {}, must match size {size}",
+                c.len()
+            )));
         }
         let digest = match unescape_optional(digest_f).map_err(|m| e(format!("digest: {m}")))? {
             None => None,
@@ -446,14 +450,14 @@ impl Parser {
             node.payload = Some(target);
         } else {
             node.size = size;
-            if let Some(p) = &payload {
-                if p.len() > MAX_PAYLOAD {
-                    return Err(e(format!(
-                        "{}: payload of {} bytes is longer than {MAX_PAYLOAD}",
-                        show(&path),
-                        p.len()
-                    )));
-                }
+            if let Some(p) = &payload
+                && p.len() > MAX_PAYLOAD
+            {
+                return Err(e(format!(
+                    "{}: payload of {} bytes is longer than {MAX_PAYLOAD}",
+                    show(&path),
+                    p.len()
+                )));
             }
             node.payload = payload;
             if let Some(c) = content {
@@ -525,29 +529,45 @@ impl Parser {
         };
         // Upstream's lookup_parent_path: leading slashes are skipped at each level and
         // the last component is the name, even when empty.
-        let mut parent = ROOT;
-        let mut p = path;
-        loop {
-            while let [b'/', r @ ..] = p {
-                p = r;
-            }
-            match p.iter().position(|&b| b == b'/') {
-                None => break,
-                Some(i) => {
-                    let comp = &p[..i];
-                    parent = match tree.node(parent).children.get(comp) {
-                        Some(&c) => c,
-                        None => {
-                            return Err(err(
-                                n,
-                                format!("parent directory missing for {}", show(path)),
-                            ));
+        // A plain path ("/a/b/c": one slash between components, none at the end) splits
+        // at its last slash; others take upstream's walk below.
+        let simple = path.first() == Some(&b'/')
+            && path.last() != Some(&b'/')
+            && !path.windows(2).any(|w| w == b"//");
+        let split = path.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        let cached = match &self.last_parent {
+            Some((prefix, id)) if simple && prefix.as_slice() == &path[..split] => Some(*id),
+            _ => None,
+        };
+        let (parent, p) = match cached {
+            Some(id) => (id, &path[split + 1..]),
+            None => {
+                let mut parent = ROOT;
+                let mut p = path;
+                loop {
+                    while let [b'/', r @ ..] = p {
+                        p = r;
+                    }
+                    match p.iter().position(|&b| b == b'/') {
+                        None => break,
+                        Some(i) => {
+                            let comp = &p[..i];
+                            parent = match tree.node(parent).children.get(comp) {
+                                Some(&c) => c,
+                                None => {
+                                    return Err(err(
+                                        n,
+                                        format!("parent directory missing for {}", show(path)),
+                                    ));
+                                }
+                            };
+                            p = &p[i..];
                         }
-                    };
-                    p = &p[i..];
+                    }
                 }
+                (parent, p)
             }
-        }
+        };
         let name = p.to_vec();
         if !tree.node(parent).is_dir() || self.placeholders.contains_key(&parent) {
             return Err(err(
@@ -557,6 +577,9 @@ impl Parser {
         }
         if name == b"." || name == b".." {
             return Err(err(n, format!("invalid . or .. in path: {}", show(path))));
+        }
+        if simple && cached.is_none() {
+            self.last_parent = Some((path[..split].to_vec(), parent));
         }
         match tree.add(parent, &name, node) {
             Ok(id) => Ok((id, parent, name)),
@@ -812,6 +835,13 @@ fn is_secondary_entry(tree: &Tree, parent: NodeId, name: &[u8], id: NodeId) -> b
             .any(|(p, n)| *p == parent && n == name)
 }
 
+/// (directory, its path, the rest of its entries)
+type WalkFrame<'a> = (
+    NodeId,
+    Vec<u8>,
+    std::collections::btree_map::Iter<'a, Vec<u8>, NodeId>,
+);
+
 impl Tree {
     /// Every entry depth-first in name order: `(path, parent, name, id)`, the root
     /// first as `/` (its own parent, empty name). Iterative: trees from untrusted input
@@ -820,11 +850,8 @@ impl Tree {
         let mut out = Vec::with_capacity(self.nodes.len());
         out.push((b"/".to_vec(), ROOT, Vec::new(), ROOT));
         // Stack of (directory id, its path, iterator position).
-        let mut stack: Vec<(
-            NodeId,
-            Vec<u8>,
-            std::collections::btree_map::Iter<'_, Vec<u8>, NodeId>,
-        )> = vec![(ROOT, Vec::new(), self.nodes[ROOT].children.iter())];
+        let mut stack: Vec<WalkFrame<'_>> =
+            vec![(ROOT, Vec::new(), self.nodes[ROOT].children.iter())];
         let mut on_stack = vec![false; self.nodes.len()];
         on_stack[ROOT] = true;
         while let Some((dir, dpath, it)) = stack.last_mut() {

@@ -150,8 +150,8 @@ pub fn read_image(img: &[u8]) -> Result<Tree, ReadError> {
     let mut budget = img.len() / DIRENT_SIZE as usize + 1;
     budget = budget.saturating_sub(root_dirents.len());
     // Depth-first, in dirent order, as upstream builds nodes.
-    let mut stack: Vec<(NodeId, usize, Vec<(Vec<u8>, u64)>, usize)> =
-        vec![(ROOT, 1, root_dirents, 0)];
+    // (directory, length of its path, its entries, next entry)
+    let mut stack: Vec<(NodeId, usize, Dirents, usize)> = vec![(ROOT, 1, root_dirents, 0)];
     while let Some((dir, depth_len, ents, pos)) = stack.last_mut() {
         let (dir, depth_len) = (*dir, *depth_len);
         let Some((name, nid)) = ents.get(*pos).cloned() else {
@@ -208,6 +208,9 @@ pub fn read_image(img: &[u8]) -> Result<Tree, ReadError> {
     }
     Ok(tree)
 }
+
+/// Directory entries as read: (name, nid).
+type Dirents = Vec<(Vec<u8>, u64)>;
 
 fn tree_err(e: TreeError, name: &[u8]) -> ReadError {
     corrupt(format!("entry {:?}: {e}", String::from_utf8_lossy(name)))
@@ -426,7 +429,7 @@ fn parse_dirent_block(block: &[u8], out: &mut Vec<(Vec<u8>, u64)>) -> Result<(),
     }
     let b = Bytes(block);
     let first = b.u16(8).unwrap_or(0) as usize;
-    if first == 0 || first % DIRENT_SIZE as usize != 0 || first > block.len() {
+    if first == 0 || !first.is_multiple_of(DIRENT_SIZE as usize) || first > block.len() {
         return Err(corrupt(
             "a directory block has an invalid first name offset",
         ));

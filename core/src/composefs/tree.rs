@@ -244,10 +244,10 @@ impl Tree {
     pub fn effective_nlinks(&self) -> Vec<u32> {
         let mut n = self.nlinks();
         for (i, node) in self.nodes.iter().enumerate() {
-            if !node.is_dir() {
-                if let Some(v) = node.nlink {
-                    n[i] = v;
-                }
+            if !node.is_dir()
+                && let Some(v) = node.nlink
+            {
+                n[i] = v;
             }
         }
         n

@@ -455,13 +455,13 @@ fn new_inode<'a>(
                 size = c.len() as u64;
             }
         }
-        if let Some(p) = payload {
-            if p.len() > MAX_PAYLOAD {
-                return Err(bad(format!(
-                    "payload of {} bytes is longer than {MAX_PAYLOAD}",
-                    p.len()
-                )));
-            }
+        if let Some(p) = payload
+            && p.len() > MAX_PAYLOAD
+        {
+            return Err(bad(format!(
+                "payload of {} bytes is longer than {MAX_PAYLOAD}",
+                p.len()
+            )));
         }
     }
     if ty == mode::S_IFREG
@@ -852,10 +852,10 @@ fn serialize(inodes: &mut [Inode<'_>], version: u32) -> Vec<u8> {
                     iu = ((current_end / BLOCK_SIZE) as u32).to_le_bytes();
                     current_end += BLOCK_SIZE * ino.n_blocks;
                 }
-                if ty != mode::S_IFDIR {
-                    if let Some(f) = chunk_format {
-                        iu[..2].copy_from_slice(&f.to_le_bytes());
-                    }
+                if ty != mode::S_IFDIR
+                    && let Some(f) = chunk_format
+                {
+                    iu[..2].copy_from_slice(&f.to_le_bytes());
                 }
             }
             _ => {}
@@ -909,10 +909,8 @@ fn serialize(inodes: &mut [Inode<'_>], version: u32) -> Vec<u8> {
         }
         match ty {
             mode::S_IFDIR => write_dirents(&mut out, ino, &nids, &types, false),
-            mode::S_IFLNK => {
-                if ino.n_blocks == 0 {
-                    out.extend_from_slice(ino.payload.unwrap_or_default());
-                }
+            mode::S_IFLNK if ino.n_blocks == 0 => {
+                out.extend_from_slice(ino.payload.unwrap_or_default());
             }
             mode::S_IFREG if ino.tail > 0 => match ino.content {
                 Some(c) => out.extend_from_slice(&c[c.len() - ino.tail as usize..]),
@@ -1009,5 +1007,105 @@ fn write_dirents(out: &mut Vec<u8>, ino: &Inode<'_>, nids: &[u64], types: &[u32]
     }
     if !blocks && used > 0 {
         write_dirent_chunk(out, &d[first..], nids, types, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::composefs::tree::Node;
+    use crate::composefs::{dump, reader};
+
+    fn tree_with_whiteout() -> Tree {
+        let mut t = Tree::new(Node::directory(0o755));
+        let d = t.add(ROOT, b"d", Node::directory(0o755)).unwrap();
+        t.add(d, b"gone", Node::new(mode::S_IFCHR | 0o644)).unwrap();
+        let mut f = Node::file(0o644, 10);
+        f.payload = Some(b"ab/cdef".to_vec());
+        f.digest = Some([7; 32]);
+        t.add(ROOT, b"f", f).unwrap();
+        t
+    }
+
+    fn header_version(img: &[u8]) -> u32 {
+        u32::from_le_bytes(img[12..16].try_into().unwrap())
+    }
+
+    #[test]
+    fn whiteouts_raise_the_version_only_when_allowed() {
+        let t = tree_with_whiteout();
+        let v1 = write_image(&t, &WriteOptions::default()).unwrap();
+        assert_eq!(header_version(&v1), 1);
+        let v0 = write_image(
+            &t,
+            &WriteOptions {
+                min_version: 0,
+                max_version: 0,
+            },
+        )
+        .unwrap();
+        assert_eq!(header_version(&v0), 0);
+        // Version 1 marks the directory opaque=x; both read back to the same tree.
+        let a = dump::write(&reader::read_image(&v1).unwrap());
+        let b = dump::write(&reader::read_image(&v0).unwrap());
+        let s = String::from_utf8(a.clone()).unwrap();
+        assert!(s.contains("/d/gone 0 20644 1 0 0 0 0.0 - - -"), "{s}");
+        assert!(s.contains("trusted.overlay.opaque=x"), "{s}");
+        assert!(!String::from_utf8(b).unwrap().contains("opaque"));
+        assert!(s.contains("/f 10 100644 1 0 0 0 0.0 ab/cdef - 0707"), "{s}");
+        let mut no_wo = tree_with_whiteout();
+        let d = no_wo.lookup(b"/d").unwrap();
+        no_wo.node_mut(d).children.clear();
+        assert_eq!(
+            header_version(&write_image(&no_wo, &WriteOptions::default()).unwrap()),
+            0
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_the_path() {
+        let mut t = Tree::new(Node::directory(0o755));
+        t.add(ROOT, b"huge", Node::file(0o644, u64::MAX)).unwrap();
+        let e = write_image(&t, &WriteOptions::default()).unwrap_err();
+        assert!(e.to_string().starts_with("/huge: file size"), "{e}");
+        let e = write_image(
+            &t,
+            &WriteOptions {
+                min_version: 2,
+                max_version: 2,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e, WriteError::Version(2));
+        let mut t = Tree::new(Node::directory(0o755));
+        t.add(ROOT, b"l", Node::new(mode::S_IFLNK | 0o777)).unwrap();
+        assert!(
+            write_image(&t, &WriteOptions::default())
+                .unwrap_err()
+                .to_string()
+                .contains("/l: symlink")
+        );
+    }
+
+    #[test]
+    fn reader_survives_corruption() {
+        let img = write_image(&tree_with_whiteout(), &WriteOptions::default()).unwrap();
+        for len in (0..img.len()).step_by(7) {
+            let _ = reader::read_image(&img[..len]);
+        }
+        let mut s = 0x9e3779b97f4a7c15u64;
+        for _ in 0..3000 {
+            let mut m = img.clone();
+            for _ in 0..4 {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let i = (s as usize) % 1400;
+                m[i] = (s >> 32) as u8;
+            }
+            if let Ok(t) = reader::read_image(&m) {
+                let _ = dump::write(&t);
+            }
+        }
     }
 }

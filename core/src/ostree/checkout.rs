@@ -42,13 +42,13 @@ pub const FORCED_ROOT_DIRS: [&str; 5] = ["usr", "etc", "boot", "var", "sysroot"]
 pub enum CheckoutError {
     #[error(transparent)]
     Repo(#[from] RepoError),
-    #[error("{path}: {source}")]
-    Tree { path: String, source: TreeError },
-    #[error("{path}: fs-verity digest of {object}: {source}")]
+    #[error("{path}: {err}")]
+    Tree { path: String, err: TreeError },
+    #[error("{path}: fs-verity digest of {object}: {err}")]
     Digest {
         path: String,
         object: PathBuf,
-        source: io::Error,
+        err: io::Error,
     },
 }
 
@@ -67,11 +67,10 @@ pub trait DigestSource {
 pub struct SystemDigests;
 
 impl DigestSource for SystemDigests {
-    fn measure(&self, _file: &File) -> Option<[u8; 32]> {
-        // FS_IOC_MEASURE_VERITY comes with `fsverity::ioctl` (being merged); until then
-        // every object is hashed in userspace, which gives the same digest for `Yes`
-        // and none for `Maybe`, as on a filesystem without fs-verity.
-        None
+    fn measure(&self, file: &File) -> Option<[u8; 32]> {
+        // Any failure (no fs-verity here, not enabled, another algorithm) means "not
+        // measured": ostree then hashes the content itself for `Yes`.
+        crate::fsverity::ioctl::measure(file).ok().flatten()
     }
     fn digest_files(&self, paths: &[PathBuf]) -> Vec<io::Result<[u8; 32]>> {
         crate::fsverity::digest::digest_files_parallel(paths)
@@ -174,7 +173,7 @@ pub fn commit_tree_with(
             tree.add(ROOT, d.as_bytes(), Node::directory(0o755))
                 .map_err(|e| CheckoutError::Tree {
                     path: format!("/{d}"),
-                    source: e,
+                    err: e,
                 })?;
         }
     }
@@ -191,10 +190,10 @@ pub fn commit_tree_with(
     }
     let paths: Vec<PathBuf> = compute.iter().map(|(_, p, _)| p.clone()).collect();
     for ((id, obj, path), d) in compute.into_iter().zip(digests.digest_files(&paths)) {
-        let d = d.map_err(|source| CheckoutError::Digest {
+        let d = d.map_err(|err| CheckoutError::Digest {
             path,
             object: obj,
-            source,
+            err,
         })?;
         tree.node_mut(id).digest = Some(d);
     }

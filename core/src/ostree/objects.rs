@@ -190,7 +190,7 @@ impl Value {
         Value::wrap(gv!("(tt)"), &(a, b))
     }
     pub fn u64(v: u64) -> Value {
-        Value::wrap(gv!("t"), &v)
+        Value::wrap(gv!("t"), v)
     }
 
     fn is(&self, t: &[u8]) -> bool {

@@ -11,9 +11,9 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::objects::{
@@ -21,6 +21,7 @@ use super::objects::{
     Xattr, object_path, parse_checksum, sha256,
 };
 use crate::composefs::tree::mode::{S_IFLNK, S_IFMT, S_IFREG};
+use crate::keyfile::{KeyFile, KeyFileError};
 
 /// ostree's own limit on directory nesting (`OSTREE_MAX_RECURSION`).
 pub const MAX_RECURSION: usize = 256;
@@ -46,14 +47,16 @@ impl RepoMode {
 /// Why a repository operation failed. Every variant names the file or object.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: io::Error },
     #[error("{path}: {msg}")]
     Config { path: PathBuf, msg: String },
+    #[error(transparent)]
+    ConfigSyntax(#[from] KeyFileError),
     #[error("repository mode {0:?} is not supported (bare, bare-user and bare-user-only are)")]
     UnsupportedMode(String),
-    #[error("{path}: {source}")]
-    Object { path: PathBuf, source: ObjectError },
+    #[error("{path}: {err}")]
+    Object { path: PathBuf, err: ObjectError },
     #[error("{path}: {msg}")]
     Corrupt { path: PathBuf, msg: String },
     #[error("ref {0:?} not found")]
@@ -67,9 +70,9 @@ pub enum RepoError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RepoError + '_ {
-    move |source| RepoError::Io {
+    move |err| RepoError::Io {
         path: path.to_path_buf(),
-        source,
+        err,
     }
 }
 
@@ -97,9 +100,9 @@ impl FileObject {
         let mut h = self
             .header
             .checksum_state()
-            .map_err(|source| RepoError::Object {
+            .map_err(|err| RepoError::Object {
                 path: self.path.clone(),
-                source,
+                err,
             })?;
         if self.is_regular() {
             let mut f = File::open(&self.path).map_err(io_err(&self.path))?;
@@ -135,7 +138,8 @@ pub enum WalkEntry<'a> {
 pub struct Repo {
     path: PathBuf,
     mode: RepoMode,
-    config: String,
+    /// `config`, read with GKeyFile's rules as libostree reads it.
+    config: KeyFile,
 }
 
 /// Reads a whole file, turning ENOENT into `None`.
@@ -145,31 +149,9 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RepoError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(RepoError::Io {
             path: path.to_path_buf(),
-            source: e,
+            err: e,
         }),
     }
-}
-
-/// Looks up `key` in `[group]` of a GKeyFile text; the last assignment wins, as in GLib.
-fn keyfile_get(text: &str, group: &str, key: &str) -> Option<String> {
-    let mut in_group = false;
-    let mut found = None;
-    for line in text.lines() {
-        let line = line.trim_start();
-        if line.starts_with('#') || line.is_empty() {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('[') {
-            in_group = rest.trim_end().strip_suffix(']') == Some(group);
-            continue;
-        }
-        if in_group && let Some((k, v)) = line.split_once('=') {
-            if k.trim_end() == key {
-                found = Some(v.trim().to_string());
-            }
-        }
-    }
-    found
 }
 
 /// A ref name as ostree accepts it: `/`-separated components of `[A-Za-z0-9._-]`, none
@@ -204,7 +186,7 @@ fn get_xattrs(path: &Path, follow: bool) -> Result<Vec<Xattr>, RepoError> {
             Err(e) => {
                 return Err(RepoError::Io {
                     path: path.to_path_buf(),
-                    source: e.into(),
+                    err: e.into(),
                 });
             }
         }
@@ -227,7 +209,7 @@ fn get_xattrs(path: &Path, follow: bool) -> Result<Vec<Xattr>, RepoError> {
                 Err(e) => {
                     return Err(RepoError::Io {
                         path: path.to_path_buf(),
-                        source: e.into(),
+                        err: e.into(),
                     });
                 }
             }
@@ -246,8 +228,9 @@ impl Repo {
     pub fn open(path: impl AsRef<Path>) -> Result<Repo, RepoError> {
         let path = path.as_ref().to_path_buf();
         let cfg_path = path.join("config");
-        let config = fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
-        let mode = keyfile_get(&config, "core", "mode").unwrap_or_else(|| "bare".to_string());
+        let text = fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
+        let config = KeyFile::parse(&text, &cfg_path)?;
+        let mode = config.get("core", "mode").unwrap_or("bare").to_string();
         let mode = match mode.as_str() {
             "bare" => RepoMode::Bare,
             "bare-user" => RepoMode::BareUser,
@@ -278,7 +261,7 @@ impl Repo {
     }
     /// A value of the repository's `config` (GKeyFile), e.g. `("ex-integrity", "composefs")`.
     pub fn config_value(&self, group: &str, key: &str) -> Option<String> {
-        keyfile_get(&self.config, group, key)
+        self.config.get(group, key).map(str::to_string)
     }
 
     pub fn object_path(&self, csum: &Checksum, kind: ObjectType) -> PathBuf {
@@ -309,9 +292,9 @@ impl Repo {
         let s = String::from_utf8_lossy(&b);
         parse_checksum(s.trim())
             .map(Some)
-            .map_err(|source| RepoError::Object {
+            .map_err(|err| RepoError::Object {
                 path: path.to_path_buf(),
-                source,
+                err,
             })
     }
 
@@ -327,9 +310,9 @@ impl Repo {
                 .ok_or_else(|| RepoError::NoParent(hex::encode(c)));
         }
         if rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return parse_checksum(&rev.to_ascii_lowercase()).map_err(|source| RepoError::Object {
+            return parse_checksum(&rev.to_ascii_lowercase()).map_err(|err| RepoError::Object {
                 path: self.path.clone(),
-                source,
+                err,
             });
         }
         if let Some(c) = Self::read_ref_file(&self.ref_path(rev)?)? {
@@ -348,7 +331,8 @@ impl Repo {
     /// Whether `rev` names a ref (as opposed to a checksum): the ref [`Repo::set_ref`]
     /// would move.
     pub fn is_ref(&self, rev: &str) -> bool {
-        !(rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit())) && !rev.contains('^')
+        let checksum = rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit());
+        !checksum && !rev.contains('^')
     }
 
     /// All refs: local ones by name, remote ones as `remote:name`, sorted.
@@ -364,7 +348,7 @@ impl Repo {
                 Err(e) => {
                     return Err(RepoError::Io {
                         path: dir.to_path_buf(),
-                        source: e,
+                        err: e,
                     });
                 }
             };
@@ -417,7 +401,7 @@ impl Repo {
     /// The exact bytes of a `.commit` object (what signatures cover) and its parsed form.
     pub fn load_commit(&self, csum: &Checksum) -> Result<(Vec<u8>, Commit), RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::Commit)?;
-        let c = Commit::parse(&b).map_err(|source| RepoError::Object { path: p, source })?;
+        let c = Commit::parse(&b).map_err(|err| RepoError::Object { path: p, err })?;
         Ok((b, c))
     }
 
@@ -435,12 +419,12 @@ impl Repo {
 
     pub fn load_dirtree(&self, csum: &Checksum) -> Result<DirTree, RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::DirTree)?;
-        DirTree::parse(&b).map_err(|source| RepoError::Object { path: p, source })
+        DirTree::parse(&b).map_err(|err| RepoError::Object { path: p, err })
     }
 
     pub fn load_dirmeta(&self, csum: &Checksum) -> Result<DirMeta, RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::DirMeta)?;
-        DirMeta::parse(&b).map_err(|source| RepoError::Object { path: p, source })
+        DirMeta::parse(&b).map_err(|err| RepoError::Object { path: p, err })
     }
 
     /// A file object's metadata, read as the repository mode stores it.
@@ -495,9 +479,9 @@ impl Repo {
                         path: path.clone(),
                         msg: format!("reading user.ostreemeta: {e}"),
                     })?;
-                let m = DirMeta::parse(&meta).map_err(|source| RepoError::Object {
+                let m = DirMeta::parse(&meta).map_err(|err| RepoError::Object {
                     path: path.clone(),
-                    source,
+                    err,
                 })?;
                 let symlink_target = match m.mode & S_IFMT {
                     S_IFLNK => {
@@ -589,45 +573,18 @@ impl Repo {
         Ok(())
     }
 
-    /// Writes `data` to `path` atomically: a temporary file beside it, fsync, rename,
-    /// fsync of the directory.
+    /// Writes `data` to `path` atomically ([`crate::fsutil::write_atomic`]), creating
+    /// the directory first.
     pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), RepoError> {
-        let dir = path.parent().ok_or_else(|| RepoError::Config {
-            path: path.to_path_buf(),
-            msg: "no parent directory".into(),
-        })?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let base = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut rnd = [0u8; 6];
-        getrandom::fill(&mut rnd).map_err(|e| RepoError::Io {
-            path: dir.to_path_buf(),
-            source: io::Error::other(e.to_string()),
-        })?;
-        let tmp = dir.join(format!(".{base}.tmp-{}", hex::encode(rnd)));
-        let res = (|| {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)
-                .map_err(io_err(&tmp))?;
-            f.write_all(data).map_err(io_err(&tmp))?;
-            // The umask may have narrowed the mode given at creation.
-            f.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(io_err(&tmp))?;
-            f.sync_all().map_err(io_err(&tmp))?;
-            fs::rename(&tmp, path).map_err(io_err(path))?;
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res
+        crate::fsutil::write_atomic(path, data, mode).map_err(|e| RepoError::Io {
+            path: e.path,
+            err: e.source,
+        })
     }
 
     /// Stores a metadata object under the checksum of its bytes and returns it. An object
@@ -647,9 +604,9 @@ impl Repo {
 
     /// Stores a new commit object; returns its checksum.
     pub fn write_commit(&self, commit: &Commit) -> Result<Checksum, RepoError> {
-        let bytes = commit.to_bytes().map_err(|source| RepoError::Object {
+        let bytes = commit.to_bytes().map_err(|err| RepoError::Object {
             path: self.path.join("objects"),
-            source,
+            err,
         })?;
         self.write_metadata_object(ObjectType::Commit, &bytes)
     }
@@ -657,9 +614,9 @@ impl Repo {
     /// Replaces the detached metadata of commit `csum`.
     pub fn write_commitmeta(&self, csum: &Checksum, meta: &CommitMeta) -> Result<(), RepoError> {
         let p = self.object_path(csum, ObjectType::CommitMeta);
-        let bytes = meta.to_bytes().map_err(|source| RepoError::Object {
+        let bytes = meta.to_bytes().map_err(|err| RepoError::Object {
             path: p.clone(),
-            source,
+            err,
         })?;
         Self::write_atomic(&p, &bytes, 0o644)
     }
@@ -674,16 +631,15 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn keyfile_lookup() {
         let t = "[core]\nrepo_version=1\nmode = bare-user\n\n[ex-integrity]\ncomposefs=true\n# x\n";
-        assert_eq!(keyfile_get(t, "core", "mode").as_deref(), Some("bare-user"));
-        assert_eq!(
-            keyfile_get(t, "ex-integrity", "composefs").as_deref(),
-            Some("true")
-        );
-        assert_eq!(keyfile_get(t, "core", "composefs"), None);
+        let kf = KeyFile::parse(t, Path::new("config")).unwrap();
+        assert_eq!(kf.get("core", "mode"), Some("bare-user"));
+        assert_eq!(kf.get("ex-integrity", "composefs"), Some("true"));
+        assert_eq!(kf.get("core", "composefs"), None);
     }
 
     #[test]

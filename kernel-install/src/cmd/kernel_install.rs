@@ -43,7 +43,10 @@ pub struct Args {
 }
 
 pub const CONF_GROUP: &str = "kernel-install";
-pub const CONF_PATHS: [&str; 2] = ["etc/ostree/kernel-install.conf", "usr/lib/ostree/kernel-install.conf"];
+pub const CONF_PATHS: [&str; 2] = [
+    "etc/ostree/kernel-install.conf",
+    "usr/lib/ostree/kernel-install.conf",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Signing {
@@ -84,7 +87,16 @@ impl Default for Config {
     }
 }
 
-const KEYS: [&str; 8] = ["sysroot", "stateroot", "ref", "kargs", "keep", "signing", "signing-key", "keypath"];
+const KEYS: [&str; 8] = [
+    "sysroot",
+    "stateroot",
+    "ref",
+    "kargs",
+    "keep",
+    "signing",
+    "signing-key",
+    "keypath",
+];
 
 impl Config {
     /// Loads the first of `/etc/ostree/kernel-install.conf` and
@@ -97,7 +109,10 @@ impl Config {
     }
 
     pub fn from_keyfile(kf: &KeyFile) -> Result<Config, KeyFileError> {
-        let mut c = Config { source: Some(kf.source().to_path_buf()), ..Config::default() };
+        let mut c = Config {
+            source: Some(kf.source().to_path_buf()),
+            ..Config::default()
+        };
         for g in kf.groups() {
             if g != CONF_GROUP {
                 return Err(KeyFileError::Parse {
@@ -113,12 +128,19 @@ impl Config {
                     return Err(KeyFileError::Parse {
                         path: kf.source().to_path_buf(),
                         line: kf.line_of(CONF_GROUP, k).unwrap_or(0),
-                        message: format!("[{CONF_GROUP}] unknown key '{k}' (known: {})", KEYS.join(", ")),
+                        message: format!(
+                            "[{CONF_GROUP}] unknown key '{k}' (known: {})",
+                            KEYS.join(", ")
+                        ),
                     });
                 }
             }
         }
-        let get = |k: &str| kf.get(CONF_GROUP, k).map(|v| v.trim_end().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            kf.get(CONF_GROUP, k)
+                .map(|v| v.trim_end().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(v) = get("sysroot") {
             if !v.starts_with('/') {
                 return Err(kf.invalid_value(CONF_GROUP, "sysroot", "an absolute path"));
@@ -136,7 +158,13 @@ impl Config {
         if let Some(v) = get("keep") {
             match v.parse::<usize>() {
                 Ok(n) if n >= 1 => c.keep = Some(n),
-                _ => return Err(kf.invalid_value(CONF_GROUP, "keep", "a whole number of at least 1")),
+                _ => {
+                    return Err(kf.invalid_value(
+                        CONF_GROUP,
+                        "keep",
+                        "a whole number of at least 1",
+                    ));
+                }
             }
         }
         c.signing = match get("signing").as_deref() {
@@ -144,20 +172,30 @@ impl Config {
             Some("transient") => Signing::Transient,
             Some("key") => match get("signing-key") {
                 Some(p) if p.starts_with('/') => Signing::Key(PathBuf::from(p)),
-                Some(_) => return Err(kf.invalid_value(CONF_GROUP, "signing-key", "an absolute path")),
+                Some(_) => {
+                    return Err(kf.invalid_value(CONF_GROUP, "signing-key", "an absolute path"));
+                }
                 None => {
                     return Err(KeyFileError::Parse {
                         path: kf.source().to_path_buf(),
                         line: kf.line_of(CONF_GROUP, "signing").unwrap_or(0),
-                        message: format!("[{CONF_GROUP}] signing=key needs signing-key=<secret key file>"),
+                        message: format!(
+                            "[{CONF_GROUP}] signing=key needs signing-key=<secret key file>"
+                        ),
                     });
                 }
             },
-            Some(_) => return Err(kf.invalid_value(CONF_GROUP, "signing", "none, key or transient")),
+            Some(_) => {
+                return Err(kf.invalid_value(CONF_GROUP, "signing", "none, key or transient"));
+            }
         };
         if let Some(v) = get("keypath") {
             if !v.starts_with('/') || v.split('/').any(|c| c == "..") {
-                return Err(kf.invalid_value(CONF_GROUP, "keypath", "an absolute path without '..'"));
+                return Err(kf.invalid_value(
+                    CONF_GROUP,
+                    "keypath",
+                    "an absolute path without '..'",
+                ));
             }
             c.keypath = v;
         }
@@ -175,13 +213,19 @@ fn env(name: &str) -> Option<String> {
 fn kernel_install_cmdline() -> Result<Option<Kargs>> {
     let candidates: Vec<PathBuf> = match env("KERNEL_INSTALL_CONF_ROOT") {
         Some(r) => vec![PathBuf::from(r).join("cmdline")],
-        None => vec![PathBuf::from("/etc/kernel/cmdline"), PathBuf::from("/usr/lib/kernel/cmdline")],
+        None => vec![
+            PathBuf::from("/etc/kernel/cmdline"),
+            PathBuf::from("/usr/lib/kernel/cmdline"),
+        ],
     };
     for p in candidates {
         match fs::read_to_string(&p) {
             Ok(t) => {
-                let words: Vec<&str> =
-                    t.lines().filter(|l| !l.trim_start().starts_with('#')).flat_map(str::split_whitespace).collect();
+                let words: Vec<&str> = t
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with('#'))
+                    .flat_map(str::split_whitespace)
+                    .collect();
                 return Ok(Some(Kargs::parse(&words.join(" "))));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -222,16 +266,26 @@ fn pick_initrd(args: &[String]) -> Result<Option<(Vec<u8>, String)>> {
     let mut out = Vec::new();
     for p in &paths {
         let b = fs::read(p).with_context(|| format!("initrd {} cannot be read", p.display()))?;
-        out = if out.is_empty() { b } else { cpio::append(&out, &b) };
+        out = if out.is_empty() {
+            b
+        } else {
+            cpio::append(&out, &b)
+        };
     }
-    let names = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let names = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     Ok(Some((out, names)))
 }
 
-/// A file for the initrd to install, in the staging area (removed with it) or beside
-/// /boot's kernel directory.
-fn write_initrd(sysroot: &Path, data: &[u8]) -> Result<(tempfile_like::TempPath, PathBuf)> {
-    let dir = env("KERNEL_INSTALL_STAGING_AREA").map(PathBuf::from).unwrap_or_else(|| sysroot.join("boot/ostree"));
+/// A file for the initrd to install, in the staging area (removed with it) or the
+/// temp directory; the deploy links or copies it into /boot.
+fn write_initrd(data: &[u8]) -> Result<(tempfile_like::TempPath, PathBuf)> {
+    let dir = env("KERNEL_INSTALL_STAGING_AREA")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
     let path = dir.join(format!(".ostree-composefs-initrd.{}", std::process::id()));
     deploy::fsutil::write_atomic(&path, data, 0o644)?;
@@ -250,7 +304,10 @@ mod tempfile_like {
 
 fn add(rest: &[String], verbose: bool) -> Result<i32> {
     let [kver, _entry_dir, kernel, initrds @ ..] = rest else {
-        bail!("usage: add KVER ENTRY_DIR KERNEL [INITRD...] (got {} arguments)", rest.len());
+        bail!(
+            "usage: add KVER ENTRY_DIR KERNEL [INITRD...] (got {} arguments)",
+            rest.len()
+        );
     };
     let kernel = PathBuf::from(kernel);
     if !kernel.is_file() {
@@ -260,6 +317,8 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     let cfg = Config::load(Path::new(&conf_root))?;
     let sysroot = cfg.sysroot.clone();
     deploy::check_sysroot(&sysroot)?;
+    // Sealing writes commit objects before the deploy does anything.
+    deploy::ensure_writable_sysroot(&sysroot)?;
     let state = SysrootState::read(&sysroot)?;
     let booted = deploy::find_booted(&sysroot, &state);
     let sr = deploy::resolve_stateroot(&sysroot, cfg.stateroot.as_deref(), booted.as_ref())?;
@@ -268,16 +327,22 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     let refspec = match &cfg.refspec {
         Some(r) => r.clone(),
         None => {
-            let d = merge.as_ref().context("no ref to deploy: no deployment to take it from; set ref= in kernel-install.conf")?;
+            let d = merge.as_ref().context(
+                "no ref to deploy: no deployment to take it from; set ref= in kernel-install.conf",
+            )?;
             let p = sysroot.join(d.origin_path());
             let t = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-            layout::origin_refspec(&t).with_context(|| format!("{}: no [origin] refspec", p.display()))?
+            layout::origin_refspec(&t, &p)?
+                .with_context(|| format!("{}: no [origin] refspec", p.display()))?
         }
     };
     let repo = Repo::open(sysroot.join("ostree/repo")).context("opening the repository")?;
-    let csum = repo
-        .resolve_rev(&refspec)
-        .with_context(|| format!("unknown ref '{refspec}' in {}", sysroot.join("ostree/repo").display()))?;
+    let csum = repo.resolve_rev(&refspec).with_context(|| {
+        format!(
+            "unknown ref '{refspec}' in {}",
+            sysroot.join("ostree/repo").display()
+        )
+    })?;
 
     let kargs = match (&cfg.kargs, kernel_install_cmdline()?) {
         (Some(k), _) => KargsSpec::Exact(Kargs::parse(k)),
@@ -294,12 +359,17 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
         Signing::None => csum,
         Signing::Key(path) => {
             let text = zeroize::Zeroizing::new(
-                fs::read_to_string(path).with_context(|| format!("reading the signing key {}", path.display()))?,
+                fs::read_to_string(path)
+                    .with_context(|| format!("reading the signing key {}", path.display()))?,
             );
-            let sk = SecretKey::from_base64(&text).with_context(|| format!("signing key {}", path.display()))?;
+            let sk = SecretKey::from_base64(&text)
+                .with_context(|| format!("signing key {}", path.display()))?;
             let c = seal::with_composefs_digest(&repo, &csum, None)?;
             seal::sign_commit(&repo, &c, &sk)?;
-            say(verbose, &format!("signed {} with {}", hex::encode(c), path.display()));
+            say(
+                verbose,
+                &format!("signed {} with {}", hex::encode(c), path.display()),
+            );
             c
         }
         Signing::Transient => {
@@ -310,19 +380,37 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
             };
             let sk = SecretKey::generate()?;
             let pk = sk.public_key();
-            let c = seal::with_composefs_digest(&repo, &csum, Some((TRANSIENT_KEY_META, Value::bytes(&pk.to_bytes()))))?;
+            let c = seal::with_composefs_digest(
+                &repo,
+                &csum,
+                Some((TRANSIENT_KEY_META, Value::bytes(&pk.to_bytes()))),
+            )?;
             seal::sign_commit(&repo, &c, &sk)?;
             // The secret half ends here: dropped (and zeroized) before anything else.
             drop(sk);
-            let member = cpio::file_with_parents(&cfg.keypath, 0o644, format!("{}\n", pk.to_base64()).into_bytes())?;
-            initrd = Some((cpio::append(&data, &cpio::write(&member)?), format!("with {}", cfg.keypath)));
-            say(verbose, &format!("sealed {} with a transient key; public key at {} in the initrd", hex::encode(c), cfg.keypath));
+            let member = cpio::file_with_parents(
+                &cfg.keypath,
+                0o644,
+                format!("{}\n", pk.to_base64()).into_bytes(),
+            )?;
+            initrd = Some((
+                cpio::append(&data, &cpio::write(&member)?),
+                format!("with {}", cfg.keypath),
+            ));
+            say(
+                verbose,
+                &format!(
+                    "sealed {} with a transient key; public key at {} in the initrd",
+                    hex::encode(c),
+                    cfg.keypath
+                ),
+            );
             c
         }
     };
 
     let tmp = match &initrd {
-        Some((data, _)) => Some(write_initrd(&sysroot, data)?),
+        Some((data, _)) => Some(write_initrd(data)?),
         None => None,
     };
     let opts = DeployOptions {
@@ -331,18 +419,30 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
         rev: hex::encode(deploy_csum),
         kargs,
         keep: cfg.keep,
-        kernel: Some(KernelArg { kernel, initrd: tmp.as_ref().map(|(_, p)| p.clone()), kver: Some(kver.clone()) }),
+        kernel: Some(KernelArg {
+            kernel,
+            initrd: tmp.as_ref().map(|(_, p)| p.clone()),
+            kver: Some(kver.clone()),
+        }),
         origin_refspec: Some(refspec),
         naming: layout::EntryNaming::V1,
     };
     let r = deploy::deploy(&opts)?;
     drop(tmp);
-    say(verbose, &format!("deployed {}/{}.{} booting {kver}", r.stateroot, r.csum, r.deployserial));
+    say(
+        verbose,
+        &format!(
+            "deployed {}/{}.{} booting {kver}",
+            r.stateroot, r.csum, r.deployserial
+        ),
+    );
     Ok(EXIT_SKIP_REST)
 }
 
 fn remove(rest: &[String], verbose: bool) -> Result<i32> {
-    let Some(kver) = rest.first() else { bail!("usage: remove KVER [ENTRY_DIR]") };
+    let Some(kver) = rest.first() else {
+        bail!("usage: remove KVER [ENTRY_DIR]")
+    };
     let conf_root = env("OSTREE_KERNEL_INSTALL_CONF_ROOT").unwrap_or_else(|| "/".into());
     let cfg = Config::load(Path::new(&conf_root))?;
     deploy::check_sysroot(&cfg.sysroot)?;
@@ -354,7 +454,10 @@ fn remove(rest: &[String], verbose: bool) -> Result<i32> {
         say(verbose, &format!("removed {}/{}", d.stateroot, d.name()));
     }
     if gone.is_empty() {
-        say(verbose, &format!("no deployment of {sr} boots {kver} (the booted one is kept)"));
+        say(
+            verbose,
+            &format!("no deployment of {sr} boots {kver} (the booted one is kept)"),
+        );
     }
     Ok(EXIT_SKIP_REST)
 }
@@ -363,7 +466,10 @@ pub fn run(a: Args) -> Result<i32> {
     let layout = env("KERNEL_INSTALL_LAYOUT").unwrap_or_default();
     let verbose = env("KERNEL_INSTALL_VERBOSE").as_deref() == Some("1");
     if layout != "ostree" {
-        say(verbose, &format!("layout is '{layout}', not 'ostree': nothing to do"));
+        say(
+            verbose,
+            &format!("layout is '{layout}', not 'ostree': nothing to do"),
+        );
         return Ok(0);
     }
     match a.command.as_str() {
@@ -381,7 +487,9 @@ mod tests {
     use super::*;
 
     fn conf(text: &str) -> Result<Config, KeyFileError> {
-        Config::from_keyfile(&KeyFile::parse(text, Path::new("/etc/ostree/kernel-install.conf")).unwrap())
+        Config::from_keyfile(
+            &KeyFile::parse(text, Path::new("/etc/ostree/kernel-install.conf")).unwrap(),
+        )
     }
 
     #[test]
@@ -406,7 +514,10 @@ mod tests {
             ("[kernel-install]\nkeep=two\n", "keep"),
             ("[kernel-install]\nsigning=maybe\n", "signing"),
             ("[kernel-install]\nsigning=key\n", "signing-key"),
-            ("[kernel-install]\nsigning=key\nsigning-key=rel\n", "signing-key"),
+            (
+                "[kernel-install]\nsigning=key\nsigning-key=rel\n",
+                "signing-key",
+            ),
             ("[kernel-install]\nsysroot=relative\n", "sysroot"),
             ("[kernel-install]\nstateroot=a/b\n", "stateroot"),
             ("[kernel-install]\nkeypath=/a/../b\n", "keypath"),
@@ -414,7 +525,10 @@ mod tests {
             ("[other]\nkeep=1\n", "[other]"),
         ] {
             let e = conf(text).unwrap_err().to_string();
-            assert!(e.contains(key) && e.contains("kernel-install.conf"), "{text:?}: {e}");
+            assert!(
+                e.contains(key) && e.contains("kernel-install.conf"),
+                "{text:?}: {e}"
+            );
         }
     }
 }

@@ -2,10 +2,9 @@
 //! upstream `mkcomposefs`, from a dump file (`--from-file`) or from a directory, and
 //! prints the image's fs-verity digest.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use ostree_boot::composefs::{dump, fromdir, writer};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Writes a composefs image from a dump file or a directory and prints its fs-verity
@@ -27,7 +26,14 @@ pub struct Args {
     /// Threads computing digests in directory mode (default: all cores).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// A dump file (with --from-file) or a directory.
+    /// SOURCE is a commit (ref, remote:ref or checksum) of this ostree repository: the
+    /// image is `.ostree.cfs` as `ostree checkout --composefs` writes it.
+    #[arg(long, value_name = "REPO", conflicts_with_all = ["from_file", "min_version", "max_version", "threads"])]
+    repo: Option<PathBuf>,
+    /// With --repo: record no fs-verity digests (`--composefs-noverity`).
+    #[arg(long, requires = "repo")]
+    no_verity: bool,
+    /// A dump file (with --from-file), a directory, or a commit (with --repo).
     source: PathBuf,
     /// The image to write (replaced atomically).
     output: PathBuf,
@@ -46,6 +52,10 @@ fn options(a: &Args) -> writer::WriteOptions {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if let Some(repo) = &a.repo {
+        let rev = a.source.to_str().context("the commit name is not UTF-8")?;
+        return super::repo_image::run(repo, rev, &a.output, a.no_verity);
+    }
     let tree = if a.from_file {
         let (text, name) = if a.source.as_os_str() == "-" {
             let mut v = Vec::new();
@@ -74,56 +84,8 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// Temp file beside `path`, fsync, rename over `path`, fsync the directory.
+/// [`ostree_boot::fsutil::write_atomic`] with mode 0644.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let base = path
-        .file_name()
-        .with_context(|| format!("{}: not a file name", path.display()))?;
-    let mut tmp = None;
-    for i in 0..100u32 {
-        let mut name = std::ffi::OsString::from(".");
-        name.push(base);
-        name.push(format!(".tmp{}.{i}", std::process::id()));
-        let p = dir.join(name);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&p)
-        {
-            Ok(f) => {
-                tmp = Some((p, f));
-                break;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("creating a temporary file in {}", dir.display()));
-            }
-        }
-    }
-    let Some((tmp_path, mut f)) = tmp else {
-        bail!("{}: could not create a temporary file", dir.display());
-    };
-    let res = (|| -> Result<()> {
-        f.write_all(data)
-            .with_context(|| format!("writing {}", tmp_path.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp_path.display()))?;
-        std::fs::rename(&tmp_path, path)
-            .with_context(|| format!("renaming {} to {}", tmp_path.display(), path.display()))?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp_path);
-        return res;
-    }
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))?;
-    Ok(())
+    ostree_boot::fsutil::write_atomic(path, data, 0o644)
+        .with_context(|| format!("writing {}", path.display()))
 }

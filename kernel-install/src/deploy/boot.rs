@@ -8,6 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use ostree_boot::deployment::{Bootlink, DeployName};
 use ostree_boot::layout::{self, Deployment, EntryNaming, SysrootState};
 
 use super::{checkpoint, fsutil};
@@ -86,11 +87,11 @@ fn render_entry(planned: &[Planned], index: usize, bv: u8) -> layout::BootEntry 
             d.stateroot, d.bootcsum, d.bootserial
         ));
     }
-    let link = layout::Bootlink {
+    let link = Bootlink {
         bootversion: bv,
         stateroot: d.stateroot.clone(),
         bootcsum: d.bootcsum.clone(),
-        bootserial: d.bootserial,
+        treeserial: d.bootserial,
     };
     kargs.replace(&format!("ostree={link}"));
     e.set("options", kargs.to_string());
@@ -126,7 +127,8 @@ fn remove_files_below(dir: &Path) -> Result<()> {
         if e.file_type()?.is_dir() {
             remove_files_below(&e.path())?;
         } else {
-            fs::remove_file(e.path()).with_context(|| format!("removing {}", e.path().display()))?;
+            fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
         }
     }
     Ok(())
@@ -248,9 +250,9 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
             let ent = ent.with_context(|| format!("reading {}", ddir.display()))?;
             let name = ent.file_name().to_string_lossy().into_owned();
             let base = name.strip_suffix(".origin").unwrap_or(&name);
-            if layout::parse_deploy_name(base).is_none() {
+            if DeployName::parse(base).is_err() {
                 // Our own temp files (`.x.tmp`) are leftovers; anything else is not ours.
-                if name.starts_with('.') && name.ends_with(".tmp") {
+                if fsutil::is_temp_name(&name) {
                     remove_path(&ent.path())?;
                 }
                 continue;

@@ -8,30 +8,16 @@
 //! with YES, so only a YES image can match it) and refuse a mismatch.
 
 use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use ostree_boot::composefs::writer::{WriteOptions, write_image};
 use ostree_boot::config::{ComposefsMode, PrepareRootConfig};
 use ostree_boot::fsverity::{digest, ioctl};
-use ostree_boot::ostree::checkout::{DigestSource, Verity, commit_tree_with};
+use ostree_boot::ostree::checkout::{Verity, commit_tree, write_image};
 use ostree_boot::ostree::objects::{Checksum, Commit};
 use ostree_boot::ostree::repo::{Repo, WalkEntry};
 
 use super::fsutil;
-
-/// Digests from the kernel when the object has fs-verity, else from userspace.
-pub struct KernelOrUserspace;
-
-impl DigestSource for KernelOrUserspace {
-    fn measure(&self, file: &File) -> Option<[u8; 32]> {
-        ioctl::measure(file).ok().flatten()
-    }
-    fn digest_files(&self, paths: &[PathBuf]) -> Vec<io::Result<[u8; 32]>> {
-        digest::digest_files_parallel(paths)
-    }
-}
 
 /// ostree's tristate words.
 fn tristate(v: &str) -> Option<ComposefsMode> {
@@ -52,18 +38,26 @@ pub struct VerityPolicy {
 /// The policy from the repo config (`[ex-integrity] composefs`/`fsverity`, legacy
 /// `[ex-fsverity]`), the deployment's prepare-root.conf and the commit metadata.
 pub fn policy(repo: &Repo, tree: &Path, has_digest: bool) -> Result<VerityPolicy> {
-    let cfg = PrepareRootConfig::load(tree).context("reading the deployment's prepare-root.conf")?;
+    let cfg =
+        PrepareRootConfig::load(tree).context("reading the deployment's prepare-root.conf")?;
     let parse = |group: &str, key: &str| -> Result<Option<ComposefsMode>> {
         match repo.config_value(group, key) {
             None => Ok(None),
             Some(v) => tristate(&v).map(Some).with_context(|| {
-                format!("{}: [{group}] {key}={v:?}: expected yes, no, maybe, true, false, 1 or 0", repo.path().join("config").display())
+                format!(
+                    "{}: [{group}] {key}={v:?}: expected yes, no, maybe, true, false, 1 or 0",
+                    repo.path().join("config").display()
+                )
             }),
         }
     };
     let composefs = parse("ex-integrity", "composefs")?.unwrap_or(ComposefsMode::No);
-    let mut fsverity = parse("ex-integrity", "fsverity")?
-        .unwrap_or(if composefs == ComposefsMode::No { ComposefsMode::No } else { ComposefsMode::Maybe });
+    let mut fsverity =
+        parse("ex-integrity", "fsverity")?.unwrap_or(if composefs == ComposefsMode::No {
+            ComposefsMode::No
+        } else {
+            ComposefsMode::Maybe
+        });
     if fsverity == ComposefsMode::No {
         if repo.config_value("ex-fsverity", "required").as_deref() == Some("true") {
             fsverity = ComposefsMode::Yes;
@@ -76,7 +70,10 @@ pub fn policy(repo: &Repo, tree: &Path, has_digest: bool) -> Result<VerityPolicy
         Some(format!(
             "composefs.enabled={} in {}",
             cfg.composefs,
-            cfg.source.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            cfg.source
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         ))
     } else if fsverity == ComposefsMode::Yes {
         Some("[ex-integrity] fsverity in the repo config".into())
@@ -84,12 +81,20 @@ pub fn policy(repo: &Repo, tree: &Path, has_digest: bool) -> Result<VerityPolicy
         None
     };
     let wanted = required.is_some() || fsverity != ComposefsMode::No;
-    let image = if conf_requires || has_digest || fsverity == ComposefsMode::Yes || composefs == ComposefsMode::Yes {
+    let image = if conf_requires
+        || has_digest
+        || fsverity == ComposefsMode::Yes
+        || composefs == ComposefsMode::Yes
+    {
         Verity::Yes
     } else {
         Verity::Maybe
     };
-    Ok(VerityPolicy { wanted, required, image })
+    Ok(VerityPolicy {
+        wanted,
+        required,
+        image,
+    })
 }
 
 fn enable_verity(path: &Path, required: Option<&str>) -> Result<bool> {
@@ -97,7 +102,10 @@ fn enable_verity(path: &Path, required: Option<&str>) -> Result<bool> {
     match ioctl::enable(&f) {
         Ok(()) => Ok(true),
         Err(e) => match required {
-            Some(why) => bail!("fs-verity is required ({why}) but cannot be enabled on {}: {e}", path.display()),
+            Some(why) => bail!(
+                "fs-verity is required ({why}) but cannot be enabled on {}: {e}",
+                path.display()
+            ),
             None => Ok(false),
         },
     }
@@ -126,17 +134,25 @@ pub fn enable_on_objects(repo: &Repo, commit: &Commit, required: Option<&str>) -
 }
 
 /// Writes `.ostree.cfs` into `deploy_dir`; checks it against the commit's digest.
-pub fn write(repo: &Repo, csum: &Checksum, commit: &Commit, deploy_dir: &Path, pol: &VerityPolicy) -> Result<[u8; 32]> {
+pub fn write(
+    repo: &Repo,
+    csum: &Checksum,
+    commit: &Commit,
+    deploy_dir: &Path,
+    pol: &VerityPolicy,
+) -> Result<[u8; 32]> {
     let expected = match commit.composefs_digest() {
         None => None,
         Some(Ok(d)) => Some(d),
-        Some(Err(len)) => bail!("Expected composefs fs-verity in metadata has the wrong size ({len} bytes, expected 32)"),
+        Some(Err(len)) => bail!(
+            "Expected composefs fs-verity in metadata has the wrong size ({len} bytes, expected 32)"
+        ),
     };
     if pol.wanted {
         enable_on_objects(repo, commit, pol.required.as_deref())?;
     }
-    let tree = commit_tree_with(repo, csum, pol.image, &KernelOrUserspace).context("building the composefs tree")?;
-    let image = write_image(&tree, &WriteOptions::default()).context("writing the composefs image")?;
+    let tree = commit_tree(repo, csum, pol.image).context("building the composefs tree")?;
+    let image = write_image(&tree).context("writing the composefs image")?;
     let got = digest::digest(&image);
     if let Some(want) = expected
         && want != got

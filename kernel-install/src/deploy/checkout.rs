@@ -11,8 +11,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use ostree_boot::ostree::objects::{Commit, DirMeta};
-use ostree_boot::ostree::repo::{FileObject, Repo, RepoMode, WalkEntry};
+use ostree_boot::ostree::objects::{Checksum, Commit, DirMeta, ObjectType, valid_filename};
+use ostree_boot::ostree::repo::{FileObject, MAX_RECURSION, Repo, RepoMode};
 use rustix::fs::XattrFlags;
 
 const S_IFMT: u32 = 0o170000;
@@ -76,10 +76,6 @@ fn copy_object(obj: &FileObject, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-fn rel(dest: &Path, path: &str) -> PathBuf {
-    dest.join(path.trim_start_matches('/'))
-}
-
 /// What a checkout did, for the summary line.
 #[derive(Debug, Default)]
 pub struct CheckoutStats {
@@ -89,65 +85,106 @@ pub struct CheckoutStats {
 }
 
 /// Checks out `commit` into the new directory `dest` (which must not exist).
+///
+/// Directories are created in one pass over the dirtrees; the files are then linked
+/// (or copied) by a few threads: a deployment has tens of thousands of them and each is
+/// one metadata operation.
 pub fn checkout(repo: &Repo, commit: &Commit, dest: &Path) -> Result<CheckoutStats> {
     let mut stats = CheckoutStats::default();
-    let hardlink = repo.mode() == RepoMode::Bare;
     // Directory modes are applied after their contents exist: a 0555 directory would
     // otherwise refuse its own children when not running as root.
     let mut dirs: Vec<(PathBuf, DirMeta)> = Vec::new();
-    let mut err: Option<anyhow::Error> = None;
-    let walk = repo.walk_commit(commit, &mut |path, entry| {
-        let r: Result<()> = (|| {
-            match entry {
-                WalkEntry::Dir { meta, .. } => {
-                    let p = rel(dest, path);
-                    fs::create_dir(&p).with_context(|| format!("mkdir {}", p.display()))?;
-                    dirs.push((p, meta.clone()));
-                    stats.dirs += 1;
-                }
-                WalkEntry::File { object, .. } => {
-                    let p = rel(dest, path);
-                    stats.files += 1;
-                    if hardlink {
-                        match fs::hard_link(&object.path, &p) {
-                            Ok(()) => {
-                                stats.linked += 1;
-                                return Ok(());
-                            }
-                            Err(e)
-                                if [rustix::io::Errno::XDEV, rustix::io::Errno::MLINK]
-                                    .iter()
-                                    .any(|x| e.raw_os_error() == Some(x.raw_os_error())) => {}
-                            Err(e) => {
-                                return Err(e).with_context(|| {
-                                    format!("linking {} to {}", object.path.display(), p.display())
-                                });
-                            }
+    let mut files: Vec<(Checksum, PathBuf)> = Vec::new();
+    let mut todo = vec![(
+        commit.root_contents,
+        commit.root_metadata,
+        dest.to_path_buf(),
+        0usize,
+    )];
+    while let Some((tree_csum, meta_csum, path, depth)) = todo.pop() {
+        if depth > MAX_RECURSION {
+            bail!(
+                "{}: directories nested deeper than {MAX_RECURSION}",
+                path.display()
+            );
+        }
+        let meta = repo.load_dirmeta(&meta_csum)?;
+        let tree = repo.load_dirtree(&tree_csum)?;
+        fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?;
+        stats.dirs += 1;
+        for (name, csum) in &tree.files {
+            if !valid_filename(name) {
+                bail!("{}: invalid file name {name:?} in dirtree", path.display());
+            }
+            files.push((*csum, path.join(name)));
+        }
+        for (name, t, m) in &tree.dirs {
+            if !valid_filename(name) {
+                bail!(
+                    "{}: invalid directory name {name:?} in dirtree",
+                    path.display()
+                );
+            }
+            todo.push((*t, *m, path.join(name), depth + 1));
+        }
+        dirs.push((path, meta));
+    }
+    stats.files = files.len() as u64;
+    let hardlink = repo.mode() == RepoMode::Bare;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let linked = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                let linked = &linked;
+                s.spawn(move || -> Result<()> {
+                    for (csum, p) in part {
+                        if place_file(repo, csum, p, hardlink)? {
+                            linked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
-                    copy_object(object, &p)?;
-                }
-            }
-            Ok(())
-        })();
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let msg = e.to_string();
-                err = Some(e);
-                Err(ostree_boot::ostree::repo::RepoError::Corrupt {
-                    path: rel(dest, path),
-                    msg,
+                    Ok(())
                 })
-            }
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("checkout worker panicked"))??;
         }
-    });
-    if let Some(e) = err {
-        return Err(e);
-    }
-    walk.context("walking the commit")?;
+        Ok(())
+    })?;
+    stats.linked = linked.into_inner();
     for (p, meta) in dirs.iter().rev() {
         apply_dirmeta(p, meta)?;
     }
     Ok(stats)
+}
+
+/// Hardlinks the object of a `bare` repo (whose inode carries owner, mode and xattrs),
+/// else copies it with its recorded metadata. True when linked.
+fn place_file(repo: &Repo, csum: &Checksum, dest: &Path, hardlink: bool) -> Result<bool> {
+    if hardlink {
+        let obj = repo.object_path(csum, ObjectType::File);
+        match fs::hard_link(&obj, dest) {
+            Ok(()) => return Ok(true),
+            Err(e)
+                if [rustix::io::Errno::XDEV, rustix::io::Errno::MLINK]
+                    .iter()
+                    .any(|x| e.raw_os_error() == Some(x.raw_os_error())) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("missing object {} for {}", obj.display(), dest.display())
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("linking {} to {}", obj.display(), dest.display()));
+            }
+        }
+    }
+    let object = repo.load_file(csum)?;
+    copy_object(&object, dest)?;
+    Ok(false)
 }

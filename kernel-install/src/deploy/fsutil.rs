@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -194,21 +194,12 @@ pub fn fsync_path(p: &Path) -> Result<()> {
         .with_context(|| format!("fsync {}", p.display()))
 }
 
-/// Writes `data` to `path` through a temp file in the same directory, synced, renamed.
+pub use ostree_boot::fsutil::is_temp_name;
+
+/// Writes `data` to `path` atomically ([`ostree_boot::fsutil::write_atomic`]).
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().context("path without parent")?;
-    let name = path.file_name().context("path without file name")?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.set_permissions(fs::Permissions::from_mode(mode))?;
-    f.sync_all()
-        .with_context(|| format!("fsync {}", tmp.display()))?;
-    drop(f);
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    ostree_boot::fsutil::write_atomic(path, data, mode)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Creates `link` pointing at `target` atomically: a temp symlink renamed over it.

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
+use ostree_boot::deployment::DeployName;
+use ostree_boot::keyfile::KeyFile;
 use ostree_boot::layout::{self, BootEntry, Deployment, EntryNaming, Kargs, SysrootState};
 use ostree_boot::ostree::repo::Repo;
 
@@ -35,7 +37,9 @@ pub const STAGING_DIR: &str = ".staging";
 pub fn checkpoint(name: &str) -> Result<()> {
     static HITS: AtomicU32 = AtomicU32::new(0);
     if std::env::var_os("OSTREE_COMPOSEFS_FAULT_TRACE").is_some() {
-        eprintln!("checkpoint {name}");
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let t = START.get_or_init(std::time::Instant::now).elapsed();
+        eprintln!("checkpoint {name} {:.1}ms", t.as_secs_f64() * 1000.0);
     }
     if let Ok(spec) = std::env::var("OSTREE_COMPOSEFS_FAULT") {
         let (want, nth) = match spec.split_once(':') {
@@ -156,6 +160,93 @@ pub fn check_sysroot(sysroot: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The mount point holding `path` (the longest mount point in /proc/self/mountinfo
+/// that is a prefix of it), with mountinfo's octal escapes undone.
+fn mount_point_of(path: &Path) -> Result<PathBuf> {
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let unescape = |s: &str| -> String {
+        let mut out = Vec::new();
+        let b = s.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && i + 3 < b.len()
+                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            {
+                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let mut best = PathBuf::from("/");
+    for line in info.lines() {
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape(mp));
+        if path.starts_with(&mp) && mp.components().count() > best.components().count() {
+            best = mp;
+        }
+    }
+    Ok(best)
+}
+
+/// A read-only sysroot (ostree's `sysroot.readonly`, the default with composefs) is made
+/// writable for this process only, as libostree does: a private mount namespace in
+/// which its mount is remounted read-write. The rest of the system keeps it read-only.
+pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
+    let dir = sysroot.join("ostree/deploy");
+    match rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK) {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::ROFS) => {}
+        Err(e) => return Err(e).with_context(|| format!("{} is not writable", dir.display())),
+    }
+    let real = fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let mp = mount_point_of(&real)?;
+    // SAFETY: only a new mount namespace is asked for (no CLONE_FILES), so no file
+    // descriptor table is split between threads; this runs before any thread is made.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .context("a private mount namespace to make the sysroot writable")?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::DOWNSTREAM
+            | rustix::mount::MountPropagationFlags::REC,
+    )
+    .context("making / a downstream mount in the private namespace")?;
+    // Superblock-level read-only (a plain remount) or mount-level (a bind remount).
+    let _ = rustix::mount::mount_remount(&mp, rustix::mount::MountFlags::RELATIME, "");
+    if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
+        rustix::mount::mount_remount(&mp, rustix::mount::MountFlags::BIND, "")
+            .with_context(|| format!("remounting {} read-write", mp.display()))?;
+    }
+    rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).with_context(|| {
+        format!(
+            "{} is still read-only after remounting {}",
+            dir.display(),
+            mp.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// What every change of the boot configuration starts with: a usable, writable sysroot,
+/// its lock (held until the returned guard drops), the current state, the booted
+/// deployment, and the leftovers of an interrupted earlier run removed.
+fn begin_change(sysroot: &Path) -> Result<(SysrootLock, SysrootState, Option<Deployment>)> {
+    check_sysroot(sysroot)?;
+    ensure_writable_sysroot(sysroot)?;
+    let lock = lock_sysroot(sysroot)?;
+    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
+    let booted = find_booted(sysroot, &state);
+    boot::cleanup(sysroot, booted.as_ref()).context("removing leftovers of an earlier run")?;
+    Ok((lock, state, booted))
+}
+
 /// The booted deployment, found as libostree does: the (dev, ino) that prepare-root
 /// recorded in `/run/ostree-booted`, else those of `/` (a non-composefs boot).
 pub fn find_booted(sysroot: &Path, state: &SysrootState) -> Option<Deployment> {
@@ -218,10 +309,19 @@ pub fn merge_deployment<'a>(
     state.deployments.iter().find(|d| d.stateroot == sr)
 }
 
-fn pinned(sysroot: &Path, d: &Deployment) -> bool {
-    fs::read_to_string(sysroot.join(d.origin_path()))
-        .map(|t| layout::keyfile_bool(&t, "libostree-transient", "pinned"))
-        .unwrap_or(false)
+/// `[libostree-transient] pinned` of the origin file. libostree reads it with
+/// `g_key_file_get_boolean` ignoring errors (an odd value is not pinned); an origin file
+/// GKeyFile cannot parse fails libostree's sysroot load, so it fails here too rather than
+/// letting a pinned deployment be pruned. A missing origin file is not pinned.
+fn pinned(sysroot: &Path, d: &Deployment) -> Result<bool> {
+    let Some(kf) = KeyFile::load_optional(&sysroot.join(d.origin_path()))? else {
+        return Ok(false);
+    };
+    Ok(kf
+        .get_bool("libostree-transient", "pinned")
+        .ok()
+        .flatten()
+        .unwrap_or(false))
 }
 
 /// Which existing deployments stay beside the new one (which goes first).
@@ -232,12 +332,12 @@ pub fn retained<'a>(
     booted: Option<&Deployment>,
     merge: Option<&Deployment>,
     keep: Option<usize>,
-) -> Vec<&'a Deployment> {
+) -> Result<Vec<&'a Deployment>> {
     let mut out = Vec::new();
     let mut same_sr = 1; // the new deployment
     for d in &state.deployments {
         let is_booted = booted.is_some_and(|b| b.same(d));
-        let keep_it = if d.stateroot != sr || is_booted || pinned(sysroot, d) {
+        let keep_it = if d.stateroot != sr || is_booted || pinned(sysroot, d)? {
             true
         } else {
             match keep {
@@ -252,7 +352,7 @@ pub fn retained<'a>(
             out.push(d);
         }
     }
-    out
+    Ok(out)
 }
 
 fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
@@ -262,10 +362,10 @@ fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
         for e in rd {
             let e = e.with_context(|| format!("reading {}", dir.display()))?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some((c, s)) = layout::parse_deploy_name(&name)
-                && c == csum
+            if let Ok(n) = DeployName::parse(&name)
+                && n.checksum == csum
             {
-                next = next.max(s + 1);
+                next = next.max(n.serial + 1);
             }
         }
     }
@@ -361,11 +461,7 @@ fn seed_var(sysroot: &Path, sr: &str, deploy: &Path) -> Result<()> {
 /// `ostree-composefs deploy`.
 pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
     let sysroot = opts.sysroot.as_path();
-    check_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref()).context("removing leftovers of an earlier run")?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     checkpoint("start")?;
     let sr = resolve_stateroot(sysroot, opts.stateroot.as_deref(), booted.as_ref())?;
 
@@ -450,7 +546,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             booted.as_ref(),
             merge.as_ref(),
             opts.keep,
-        );
+        )?;
         let removed: Vec<String> = state
             .deployments
             .iter()
@@ -545,7 +641,7 @@ fn stage(
         0o644,
     )?;
     checkpoint("origin-written")?;
-    let final_dir = deploy_dir.join(&name);
+    let final_dir = deploy_dir.join(name);
     // A kernel installed from the tree is linked from the deployment, so take the
     // paths from their final place.
     let kernel = KernelFiles {
@@ -579,11 +675,7 @@ fn rebase(p: &Path, from: &Path, to: &Path) -> PathBuf {
 /// `ostree-composefs undeploy INDEX`: drops deployment INDEX (0 = default) from the boot
 /// configuration and removes it; the booted one is refused.
 pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Deployment> {
-    check_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref())?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     let Some(target) = state.deployments.get(index).cloned() else {
         bail!(
             "Out of range deployment index {index}, expected < {}",
@@ -613,11 +705,7 @@ pub fn undeploy_kver(
     kver: &str,
     naming: EntryNaming,
 ) -> Result<Vec<Deployment>> {
-    check_sysroot(sysroot)?;
-    let _lock = lock_sysroot(sysroot)?;
-    let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
-    let booted = find_booted(sysroot, &state);
-    boot::cleanup(sysroot, booted.as_ref())?;
+    let (_lock, state, booted) = begin_change(sysroot)?;
     let suffix = format!("/vmlinuz-{kver}");
     let (gone, stay): (Vec<&Deployment>, Vec<&Deployment>) =
         state.deployments.iter().partition(|d| {

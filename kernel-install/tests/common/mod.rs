@@ -47,11 +47,16 @@ pub fn remove_sysroot(root: &Path) {
 }
 
 pub fn have_ostree() -> bool {
-    Command::new("ostree").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("ostree")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
@@ -77,16 +82,26 @@ pub fn make_tree(dir: &Path, kver: &str, kernel: &str) {
     let m = dir.join("usr/lib/modules").join(kver);
     write(&m.join("vmlinuz"), kernel);
     write(&m.join("initramfs.img"), "an initramfs\n");
-    write(&dir.join("usr/lib/os-release"), "PRETTY_NAME=\"Test OS\"\nID=testos\n");
+    write(
+        &dir.join("usr/lib/os-release"),
+        "PRETTY_NAME=\"Test OS\"\nID=testos\n",
+    );
     write(&dir.join("usr/etc/motd"), "hello\n");
     write(&dir.join("usr/etc/keep"), "x\n");
     write(&dir.join("usr/etc/conf.d/a.conf"), "a=1\n");
     std::os::unix::fs::symlink("../usr/lib/os-release", dir.join("usr/etc/os-release")).unwrap();
     write(&dir.join("usr/bin/tool"), "#!/bin/sh\necho tool\n");
-    fs::set_permissions(dir.join("usr/bin/tool"), fs::Permissions::from_mode_ext(0o755)).unwrap();
+    fs::set_permissions(
+        dir.join("usr/bin/tool"),
+        fs::Permissions::from_mode_ext(0o755),
+    )
+    .unwrap();
     write(&dir.join("usr/share/doc/x"), "doc\n");
     write(&dir.join("var/lib/foo/state"), "s\n");
-    let _ = Command::new("setfattr").args(["-n", "user.test", "-v", "42"]).arg(dir.join("usr/share/doc/x")).status();
+    let _ = Command::new("setfattr")
+        .args(["-n", "user.test", "-v", "42"])
+        .arg(dir.join("usr/share/doc/x"))
+        .status();
 }
 
 trait ModeExt {
@@ -101,8 +116,13 @@ impl ModeExt for fs::Permissions {
 /// `ostree admin init-fs` + `os-init testos` + a commit of `tree` on `testos/stable`.
 pub fn make_sysroot(sysroot: &Path, tree: &Path, version: &str) -> String {
     fs::create_dir_all(sysroot).unwrap();
-    run(Command::new("ostree").args(["admin", "init-fs"]).arg(sysroot));
-    run(Command::new("ostree").args(["admin", "os-init", "--sysroot"]).arg(sysroot).arg("testos"));
+    run(Command::new("ostree")
+        .args(["admin", "init-fs"])
+        .arg(sysroot));
+    run(Command::new("ostree")
+        .args(["admin", "os-init", "--sysroot"])
+        .arg(sysroot)
+        .arg("testos"));
     commit(sysroot, tree, version)
 }
 
@@ -111,7 +131,12 @@ pub fn commit(sysroot: &Path, tree: &Path, version: &str) -> String {
     stdout(
         Command::new("ostree")
             .arg(format!("--repo={}", repo.display()))
-            .args(["commit", "-b", "testos/stable", "--timestamp=2024-01-01T00:00:00Z"])
+            .args([
+                "commit",
+                "-b",
+                "testos/stable",
+                "--timestamp=2024-01-01T00:00:00Z",
+            ])
             .arg(format!("--add-metadata-string=version={version}"))
             .arg(format!("--tree=dir={}", tree.display())),
     )
@@ -120,15 +145,26 @@ pub fn commit(sysroot: &Path, tree: &Path, version: &str) -> String {
 }
 
 pub fn ours(sysroot: &Path, args: &[&str]) -> Output {
-    run(Command::new(BIN).arg("deploy").arg("--sysroot").arg(sysroot).args(args))
+    run(Command::new(BIN)
+        .arg("deploy")
+        .arg("--sysroot")
+        .arg(sysroot)
+        .args(args))
 }
 
 pub fn theirs(sysroot: &Path, args: &[&str]) -> Output {
-    run(Command::new("ostree").args(["admin", "deploy"]).arg(format!("--sysroot={}", sysroot.display())).args(args))
+    run(Command::new("ostree")
+        .args(["admin", "deploy"])
+        .arg(format!("--sysroot={}", sysroot.display()))
+        .args(args))
 }
 
 pub fn status(sysroot: &Path) -> String {
-    stdout(Command::new("ostree").args(["admin", "status"]).arg(format!("--sysroot={}", sysroot.display())))
+    stdout(
+        Command::new("ostree")
+            .args(["admin", "status"])
+            .arg(format!("--sysroot={}", sysroot.display())),
+    )
 }
 
 /// `cp -a`, keeping hardlinks and xattrs.
@@ -137,7 +173,10 @@ pub fn copy_tree(from: &Path, to: &Path) {
 }
 
 fn xattrs(p: &Path) -> Vec<String> {
-    let out = Command::new("getfattr").args(["-h", "-d", "-m", "-", "--absolute-names"]).arg(p).output();
+    let out = Command::new("getfattr")
+        .args(["-h", "-d", "-m", "-", "--absolute-names"])
+        .arg(p)
+        .output();
     match out {
         Ok(o) => String::from_utf8_lossy(&o.stdout)
             .lines()
@@ -172,7 +211,11 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
     let mut desc = format!("mode={:o} uid={} gid={}", md.mode(), md.uid(), md.gid());
     if ft.is_file() {
         let data = fs::read(p).unwrap();
-        desc += &format!(" nlink={} sha256={}", md.nlink(), hex::encode(Sha256::digest(&data)));
+        desc += &format!(
+            " nlink={} sha256={}",
+            md.nlink(),
+            hex::encode(Sha256::digest(&data))
+        );
     } else if ft.is_symlink() {
         desc += &format!(" -> {}", fs::read_link(p).unwrap().display());
     }
@@ -182,7 +225,10 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
     }
     out.insert(rel, desc);
     if ft.is_dir() {
-        let mut names: Vec<PathBuf> = fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut names: Vec<PathBuf> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         names.sort();
         for n in names {
             walk(root, &n, out);
@@ -195,7 +241,11 @@ pub fn snapshot_content(root: &Path) -> BTreeMap<String, String> {
     snapshot(root)
         .into_iter()
         .map(|(k, v)| {
-            let v = v.split(' ').filter(|w| !w.starts_with("nlink=")).collect::<Vec<_>>().join(" ");
+            let v = v
+                .split(' ')
+                .filter(|w| !w.starts_with("nlink="))
+                .collect::<Vec<_>>()
+                .join(" ");
             (k, v)
         })
         .collect()
@@ -216,7 +266,12 @@ pub fn assert_same(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, w
             diffs.push(format!("only in ours: {k} {v}"));
         }
     }
-    assert!(diffs.is_empty(), "{what}: {} differences:\n{}", diffs.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{what}: {} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 /// The deployment directories of the stateroot, newest entry first.
@@ -227,11 +282,19 @@ pub fn deployment_dirs(sysroot: &Path) -> Vec<PathBuf> {
             let l = l.trim_start_matches(['*', ' ']);
             let (sr, name) = l.split_once(' ')?;
             let name = name.split_whitespace().next()?;
-            let (csum, _) = ostree_boot::layout::parse_deploy_name(name)?;
+            let csum = ostree_boot::deployment::DeployName::parse(name)
+                .ok()?
+                .checksum;
             if !ostree_boot::layout::is_hex_csum(&csum) {
                 return None;
             }
-            Some(sysroot.join("ostree/deploy").join(sr).join("deploy").join(name))
+            Some(
+                sysroot
+                    .join("ostree/deploy")
+                    .join(sr)
+                    .join("deploy")
+                    .join(name),
+            )
         })
         .collect()
 }

@@ -319,8 +319,11 @@ set +e
         .expect("running unshare")
 }
 
-pub fn prepare_root_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ostree-prepare-root")
+/// The binary under test: this build's, or another (release, static) named by
+/// `OSTREE_PREPARE_ROOT_BIN`.
+pub fn prepare_root_bin() -> String {
+    std::env::var("OSTREE_PREPARE_ROOT_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ostree-prepare-root").to_string())
 }
 
 pub fn stdout(o: &Output) -> String {
