@@ -55,7 +55,8 @@ done_stage "VM wall time ${boot_wall} s"
 stage "what was verified"
 RES=$CACHE/run/demo/results.1
 if [ "$variant" = signed ]; then
-    key=$(initrd_member "$CACHE/run/demo/initrd.img" etc/ostree/initramfs-root-binding.key || true)
+    # The deployment's initrd as the deployer wrote it (the key is an appended cpio member).
+    key=$(initrd_member "$CACHE/disk-$impl-$variant/initrd.img" etc/ostree/initramfs-root-binding.key || true)
     printf '    public key in the initrd: %s\n' "${key:-<not found>}"
 fi
 sed 's/^/    /' "$RES/demo.txt"

@@ -74,10 +74,26 @@ macro_rules! vm_cases {
 }
 
 vm_cases! {
-    smoke => "smoke",
     bad_bootlink => "bad-bootlink",
+    composefs_karg_off => "composefs-karg-off",
+    composefs_maybe_image => "composefs-maybe-image",
     composefs_maybe_noimage => "composefs-maybe-noimage",
+    composefs_signed => "composefs-signed",
+    composefs_verity => "composefs-verity",
+    composefs_yes => "composefs-yes",
+    etc_transient => "etc-transient",
+    image_swapped => "image-swapped",
+    image_without_verity => "image-without-verity",
+    old_transient_key => "old-transient-key",
+    root_transient => "root-transient",
+    signed_key => "signed-key",
+    signed_other_key => "signed-other-key",
+    smoke => "smoke",
+    sysroot_readonly => "sysroot-readonly",
     tamper_control_legacy => "tamper-control-legacy",
+    tamper_image => "tamper-image",
+    tamper_object => "tamper-object",
+    unsigned_commit => "unsigned-commit",
 }
 
 /// Every case file has a test here, so that a new case cannot be silently left out.

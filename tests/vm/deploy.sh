@@ -10,10 +10,12 @@
 #   legacy     the host's `ostree` CLI (Debian 12, 2022.7): no composefs image.
 #   composefs  then our kernel-install plugin (`kernel-install add` with layout=ostree)
 #              deploys the same commit again with `.ostree.cfs`; keep=1 drops the first.
-#   verity     the same; the verity pass (stages.sh) enables fs-verity afterwards.
+#   verity     the same, signed with a throwaway key so that the commit carries its composefs
+#              digest; the verity pass (stages.sh) enables fs-verity afterwards.
 #   signed     the same, signing=transient: fresh key, public key appended to the initrd.
 #   signed2    two transient-signed deploys (keep=2): the older initrd carries another key;
 #              its initrd is kept as initrd-prev.img next to the disk.
+#   verity2    like verity, then a second, different commit deployed the same way (keep=2).
 #   signedkey  signing=key with a key made here (KEYDIR/deploy.secret); KEYDIR/other.* is a
 #              second key. The initrd gets no key: cases add one (INITRD_KEY).
 # The plugin is the real thing as installed, driven by the host's kernel-install (systemd
@@ -34,7 +36,15 @@ vm_deploy() {
     ostree admin deploy --sysroot="$sysroot" --os="$STATEROOT" "${karg_opts[@]}" "$OSTREE_REF" >&2
     case $variant in
         legacy) ;;
-        composefs | verity) plugin_deploy "$sysroot" "$tree" none 1 "$kargs" ;;
+        composefs) plugin_deploy "$sysroot" "$tree" none 1 "$kargs" ;;
+        verity)
+            # The image records the objects' fs-verity digests only when the commit carries
+            # its composefs digest (the host cannot measure: no fs-verity here), and the
+            # deployer seals a commit when it signs it: sign with a throwaway key.
+            [ -n "$keydir" ] || die "verity needs a key directory"
+            gen_ed25519_key "$keydir" deploy
+            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 1 "$kargs"
+            ;;
         signed) plugin_deploy "$sysroot" "$tree" transient 1 "$kargs" ;;
         signedkey)
             [ -n "$keydir" ] || die "signedkey needs a key directory"
@@ -45,6 +55,20 @@ vm_deploy() {
         signed2)
             plugin_deploy "$sysroot" "$tree" transient 2 "$kargs"
             plugin_deploy "$sysroot" "$tree" transient 2 "$kargs"
+            ;;
+        verity2)
+            # Two different commits (the second adds a file), both deployed with their
+            # images: a case can give the newer one the older one's verity-enabled image.
+            [ -n "$keydir" ] || die "verity2 needs a key directory"
+            gen_ed25519_key "$keydir" deploy
+            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs"
+            mkdir -p "$sysroot.layer/usr/lib/ostree-vm-test"
+            echo 2 >"$sysroot.layer/usr/lib/ostree-vm-test/generation"
+            ostree --repo="$sysroot/ostree/repo" commit --branch="$OSTREE_REF" \
+                --subject="ostree VM harness test OS, generation 2" \
+                --tree=dir="$tree" --tree=dir="$sysroot.layer" >&2
+            rm -rf "$sysroot.layer"
+            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs"
             ;;
         *) die "unknown deploy variant '$variant'" ;;
     esac

@@ -7,7 +7,7 @@
 
 variants=("$@")
 if [ ${#variants[@]} -eq 0 ]; then
-    mapfile -t variants < <(sed -n 's/^VARIANT=\([a-z]*\).*/\1/p' "$VM_DIR"/cases/*.case | sort -u)
+    mapfile -t variants < <(sed -n 's/^VARIANT=\([a-z0-9]*\).*/\1/p' "$VM_DIR"/cases/*.case | sort -u)
 fi
 timed() {
     local t
@@ -21,6 +21,16 @@ timed stage_base
 impl=$(vm_impl)
 log "implementation under test: $impl"
 timed stage_tree "$impl"
+build_verity_helper
+# Two disks at a time: a disk that needs a verity pass spends most of its time in a
+# one-vCPU VM, so two of them fill the 2 cores.
+pids=()
 for v in "${variants[@]}"; do
-    timed stage_disk "$impl" "$v"
+    timed stage_disk "$impl" "$v" &
+    pids+=($!)
+    if [ ${#pids[@]} -ge "${OSTREE_VM_JOBS:-2}" ]; then
+        wait "${pids[0]}" || die "building the $impl disks failed"
+        pids=("${pids[@]:1}")
+    fi
 done
+for p in "${pids[@]}"; do wait "$p" || die "building the $impl disks failed"; done

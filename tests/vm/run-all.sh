@@ -15,7 +15,7 @@ if [ ${#cases[@]} -eq 0 ]; then
 fi
 t=$(now)
 # Every cached stage first, once: parallel cases must not race to build the same disk.
-mapfile -t variants < <(for c in "${cases[@]}"; do sed -n 's/^VARIANT=\([a-z]*\).*/\1/p' "$VM_DIR/cases/$c.case"; done | sort -u)
+mapfile -t variants < <(for c in "${cases[@]}"; do sed -n 's/^VARIANT=\([a-z0-9]*\).*/\1/p' "$VM_DIR/cases/$c.case"; done | sort -u)
 "$VM_DIR/prepare.sh" "${variants[@]}"
 log "prepared in $(since "$t") s"
 

@@ -36,12 +36,14 @@ check() { :; }           # host-side checks after boot $BOOT, with the helpers b
 TAMPERS=0          # set to 1 by cases that define tamper(): the disk is copied, not overlaid
 
 # --- helpers for tamper(): edit the raw disk image offline (debugfs, dd), no mount ---
-# deployed PATH: the path on the disk of PATH inside the (first) deployment.
+# deployed PATH [N]: the path on the disk of PATH inside the deployment that boot entry N
+# (default 1: the default entry) boots, found through its ostree= bootlink.
 deployed() {
-    local dep
-    dep=$(cd "$SYSROOT" && find "ostree/deploy/$STATEROOT/deploy" -mindepth 1 -maxdepth 1 -type d | LC_ALL=C sort | head -n1)
-    [ -n "$dep" ] || die "no deployment under $SYSROOT"
-    printf '/%s/%s\n' "$dep" "${1#/}"
+    local link dep
+    link=$(bls_entry "$SYSROOT" "${2:-1}" | sed -n 's/^options=.*ostree=\([^ ]*\).*/\1/p')
+    [ -n "$link" ] || die "no ostree= in boot entry ${2:-1} of $SYSROOT"
+    dep=$(realpath -e "$SYSROOT$link") || die "bootlink $link does not resolve in $SYSROOT"
+    printf '%s/%s\n' "${dep#"$SYSROOT"}" "${1#/}"
 }
 # object_of PATH: the repo object (path on the disk) that a deployed file is a hardlink of.
 object_of() {
@@ -59,6 +61,18 @@ disk_corrupt() {
     if ! [[ $blk =~ ^[0-9]+$ ]] || [ "$blk" -eq 0 ]; then die "debugfs found no data block for $1"; fi
     printf 'TAMPERED BY THE OSTREE VM HARNESS' |
         dd of="$DISK" bs=1 seek=$((blk * 4096 + ${2:-0})) conv=notrunc status=none
+}
+# disk_link FSPATH_FROM FSPATH_TO: FSPATH_TO becomes another name of FSPATH_FROM's inode
+# (fs-verity and all); the inode it named before is dropped.
+disk_link() {
+    disk_rm "$2"
+    local ino
+    ino=$(debugfs -R "stat $1" "$DISK" 2>/dev/null | sed -n 's/^Inode: \([0-9]*\).*/\1/p')
+    [ -n "$ino" ] || die "debugfs: no inode for $1"
+    debugfs -w -f - "$DISK" >/dev/null 2>&1 <<DEBUGFS || die "debugfs cannot link $2"
+ln <$ino> $2
+sif <$ino> links_count 2
+DEBUGFS
 }
 disk_rm() { debugfs -w -R "rm $1" "$DISK" >/dev/null 2>&1 || die "debugfs cannot remove $1"; }
 # disk_replace FSPATH HOSTFILE: a new inode with HOSTFILE's bytes (and no fs-verity).
@@ -162,7 +176,10 @@ for a in "${entry_options[@]}"; do
 done
 # rd.shell=0 rd.emergency=poweroff: an initrd failure powers the VM off instead of waiting
 # at an emergency shell until the timeout.
+# systemd.crash_*: if PID 1 cannot exec the real root's init (EIO on a verity failure, for
+# one) it would freeze until the timeout; rebooting ends the VM (-no-reboot) at once.
 APPEND="$OPTIONS$KARGS_ADD rd.shell=0 rd.emergency=poweroff systemd.show_status=auto"
+APPEND+=" systemd.crash_reboot=1 systemd.crash_action=reboot"
 # A refusal happens in the initrd, whose journal is lost: show it on the console instead,
 # so that the reason (prepare-root's message) is in the log the case checks.
 [ "$EXPECT" = refused ] && APPEND+=" systemd.journald.forward_to_console=1"

@@ -182,7 +182,10 @@ tree_key() {
     else
         extra=(upstream)
     fi
-    hash_inputs "$(base_key)" "$(kver)" "$impl" "$VM_DIR/guest" "$VM_DIR/stages.sh" "${extra[@]}"
+    # The functions that shape the tree, not all of stages.sh: editing the boot or disk
+    # steps must not rebuild the tree.
+    hash_inputs "$(base_key)" "$(kver)" "$impl" "$VM_DIR/guest" "$DRACUT_MODULES $DRACUT_DRIVERS" \
+        "$(declare -f stage_tree install_ours install_upstream install_guest_hooks ostreeify_tree)" "${extra[@]}"
 }
 stage_tree() {
     local impl=$1 key kv t dest
@@ -251,7 +254,8 @@ verity_paths() {
 # Produces $CACHE/disk-<impl>-<variant>/{root.ext4,vmlinuz,initrd.img,options}.
 stage_disk() {
     local impl=$1 variant=$2 key d t
-    key=$(hash_inputs "$(tree_key "$impl")" "$variant" "$VM_DIR/deploy.sh" "$VM_DIR/verity-helper/src" "$BASE_KARGS")
+    key=$(hash_inputs "$(tree_key "$impl")" "$variant" "$VM_DIR/deploy.sh" "$VM_DIR/verity-helper/src" "$BASE_KARGS" \
+        "$(declare -f stage_disk verity_pass mk_busybox_initramfs verity_paths)")
     d=$CACHE/disk-$impl-$variant
     if stamp_ok "disk-$impl-$variant" "$key" && [ -f "$d/root.ext4" ]; then return 0; fi
     t=$(now)
@@ -347,11 +351,14 @@ mount -t ext4 /dev/vda /mnt
 vm-verity-enable $paths
 umount /mnt
 JOB
-    mk_busybox_initramfs "$CACHE/verity-initramfs.cpio" "$job"
+    # Per disk: passes for several variants may run side by side.
+    local cpio=$disk.verity-initramfs.cpio logf=$disk.verity-pass.log
+    mk_busybox_initramfs "$cpio" "$job"
     rm -f "$job"
-    local logf=$LOGS/verity-pass.log
-    vm_boot "$logf" "$CACHE/kernel/$(kver)/vmlinuz" "$CACHE/verity-initramfs.cpio" "" \
+    # One vCPU: the helper enables verity file after file, the hashing runs in its thread.
+    OSTREE_VM_SMP=1 vm_boot "$logf" "$CACHE/kernel/$(kver)/vmlinuz" "$cpio" "" \
         -drive "file=$disk,format=raw,if=virtio" || true
+    rm -f "$cpio"
     grep -q 'OSTREE-VM-RESULT: job=ok' "$logf" || die "verity pass failed, see $logf"
-    log "verity: $(grep -a 'vm-verity-enable:' "$logf" | tr -d '\r') ($(since "$t") s wall)"
+    log "verity: $(grep -ao 'vm-verity-enable:.*' "$logf" | tr -d '\r') ($(since "$t") s wall)"
 }
