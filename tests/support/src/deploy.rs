@@ -14,6 +14,12 @@ use crate::{run, run_stdout as stdout, write};
 /// A temp dir that can be removed although deployments in it are sealed (`chattr +i`).
 pub struct Scratch(pub tempfile::TempDir);
 
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch::new()
+    }
+}
+
 impl Scratch {
     pub fn new() -> Scratch {
         Scratch(tempfile::tempdir().unwrap())
