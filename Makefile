@@ -39,7 +39,7 @@ lint:
 	shellcheck -x tests/vm/*.sh tests/vm/guest/*.sh tests/vm/*.case tests/vm/cases/*.case scripts/demo.sh
 
 test:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --exclude ostree-boot-tests
 
 # VM boot tests (tests/vm/README.md): boots the test OS under qemu, two VMs at a time.
 # Build caches live in build/vm (OSTREE_VM_CACHE); `make vm-clean` drops them.

@@ -16,30 +16,17 @@ use ostree_boot::composefs::{dump, writer};
 use ostree_boot::fsverity::digest;
 use sha2::{Digest, Sha256};
 
+mod cpu;
+use cpu::Cpu;
+
 const DUMP: &str = "cs9-x86_64-developer.dump.gz";
 
 fn vectors_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("OSTREE_BOOT_VECTORS") {
-        return PathBuf::from(d).join("composefs");
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for a in manifest.ancestors() {
-        let c = a.join("shared/vectors/composefs");
-        if c.is_dir() {
-            return c;
-        }
-    }
-    PathBuf::from("/work/shared/vectors/composefs")
+    ostree_boot_test_support::vectors::composefs_dir()
 }
 
 fn load_dump() -> Vec<u8> {
-    let p = vectors_dir().join(DUMP);
-    let raw = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&raw[..])
-        .read_to_end(&mut out)
-        .expect("gunzip");
-    out
+    ostree_boot_test_support::vectors::load_composefs(DUMP)
 }
 
 /// The dump with ostree's `xx/<checksum>.file` payloads cut to `xx/<checksum>`:
@@ -294,7 +281,7 @@ fn bench_digest(dir: &Path) {
     let total: usize = std::env::var("BENCH_DIGEST_MB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(512)
+        .unwrap_or(1024)
         << 20;
     println!(
         "== fs-verity digest throughput: {} MiB, {cores} cores",
@@ -320,6 +307,7 @@ fn bench_digest(dir: &Path) {
     let rounds = 5;
     let mem = best(rounds, || digest::digest(&data));
     drop(data);
+    bench_digest_cpu(&one, rounds);
     let (mut file1, mut ossl1, mut filen, mut ossln) = (
         Duration::MAX,
         None::<Duration>,
@@ -351,12 +339,127 @@ fn bench_digest(dir: &Path) {
         gbs(filen),
         file1.as_secs_f64() / filen.as_secs_f64()
     );
+    // Wall-time scaling needs idle cores; the CPU time the same bytes cost on N threads
+    // against one does not, and is 1.00 when nothing is lost to the threading.
+    let (mut c1, mut cn) = (None, None);
+    for _ in 0..rounds {
+        let before = cpu::process();
+        std::hint::black_box(digest::digest_files_parallel_with(&parts, 1));
+        c1 = min_cpu(c1, cpu::process() - before);
+        let before = cpu::process();
+        std::hint::black_box(digest::digest_files_parallel(&parts));
+        cn = min_cpu(cn, cpu::process() - before);
+    }
+    if let (Some(c1), Some(cn)) = (c1, cn) {
+        println!(
+            "CPU time on {cores} threads / on 1 thread, same files: {:.2} (1.00 = linear scaling)",
+            cn.total() / c1.total()
+        );
+    }
     if let Some(o) = ossln {
         println!(
             "openssl, {cores} processes:       {:6.2} GB/s   ratio ours/openssl {:.2}",
             gbs(o),
             o.as_secs_f64() / filen.as_secs_f64()
         );
+    }
+}
+
+/// CPU time of this thread hashing `path` with `read` (the library's digest_file, or
+/// reads of a given size into the streaming hasher).
+fn digest_cpu(path: &Path, buf: Option<usize>) -> Cpu {
+    let before = cpu::thread();
+    let d = match buf {
+        None => digest::digest_file(path).expect("digest"),
+        Some(size) => {
+            let mut f = std::fs::File::open(path).expect("open");
+            let mut h = digest::FsVerityHasher::new();
+            let mut b = vec![0u8; size];
+            loop {
+                let n = f.read(&mut b).expect("read");
+                if n == 0 {
+                    break;
+                }
+                h.update(&b[..n]);
+            }
+            h.finalize()
+        }
+    };
+    std::hint::black_box(d);
+    cpu::thread() - before
+}
+
+/// CPU time of `openssl dgst -sha256 path` (user and system, from its rusage).
+fn openssl_cpu(path: &Path) -> Option<Cpu> {
+    let before = cpu::children();
+    let ok = Command::new("openssl")
+        .args(["dgst", "-sha256"])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .ok()?
+        .success();
+    ok.then(|| cpu::children() - before)
+}
+
+fn min_cpu(a: Option<Cpu>, b: Cpu) -> Option<Cpu> {
+    Some(match a {
+        Some(a) if a.total() <= b.total() => a,
+        _ => b,
+    })
+}
+
+/// User and system CPU time of one file's digest against `openssl dgst -sha256` on the
+/// same file, in the page cache: both read it through read(2), so the system time is
+/// the cost of the copies, which the read size decides.
+fn bench_digest_cpu(file: &Path, rounds: usize) {
+    let mib = std::fs::metadata(file).map(|m| m.len() >> 20).unwrap_or(0);
+    println!("== fs-verity digest CPU time (getrusage), one {mib} MiB file in the page cache");
+    let sweep = [64 << 10, 128 << 10, 256 << 10, 1 << 20, 4 << 20];
+    let (mut ossl, mut ours) = (None, None);
+    let mut by_buf: Vec<Option<Cpu>> = vec![None; sweep.len()];
+    // Interleaved and best-of, as for wall time.
+    for _ in 0..rounds {
+        if let Some(c) = openssl_cpu(file) {
+            ossl = min_cpu(ossl, c);
+        }
+        ours = min_cpu(ours, digest_cpu(file, None));
+        for (i, &b) in sweep.iter().enumerate() {
+            by_buf[i] = min_cpu(by_buf[i], digest_cpu(file, Some(b)));
+        }
+    }
+    let show = |c: Cpu| {
+        format!(
+            "user {:6.3} s  sys {:6.3} s  total {:6.3} s",
+            c.user,
+            c.sys,
+            c.total()
+        )
+    };
+    let ours = ours.expect("rounds > 0");
+    println!(
+        "ours (digest_file, {} KiB reads): {}",
+        digest::READ_BUFFER >> 10,
+        show(ours)
+    );
+    match ossl {
+        Some(o) => {
+            println!("openssl dgst -sha256:           {}", show(o));
+            println!(
+                "ratio ours/openssl CPU time: {:.2} (user {:.2}, sys {:.2}; target <= 1.00)",
+                ours.total() / o.total(),
+                ours.user / o.user.max(1e-6),
+                ours.sys / o.sys.max(1e-6)
+            );
+        }
+        None => println!("openssl dgst -sha256: not available"),
+    }
+    for (b, c) in sweep.iter().zip(&by_buf) {
+        let c = c.expect("rounds > 0");
+        let ratio = ossl
+            .map(|o| format!("  ratio/openssl {:.2}", c.total() / o.total()))
+            .unwrap_or_default();
+        println!("  read size {:5} KiB: {}{ratio}", b >> 10, show(c));
     }
 }
 

@@ -13,7 +13,7 @@
 //! inside words, and ours never crashes on the ones upstream crashed on
 //! (ostreedev/ostree#3544).
 
-use crate::config::ComposefsMode;
+use crate::mode::ComposefsMode;
 
 /// The kernel argument overriding `composefs.enabled`.
 pub const COMPOSEFS_KARG: &str = "ostree.prepare-root.composefs";

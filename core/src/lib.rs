@@ -15,6 +15,7 @@ pub mod fsverity;
 pub mod keyfile;
 pub mod layout;
 pub mod logger;
+pub mod mode;
 pub mod ostree;
 pub mod plan;
 pub mod sign;

@@ -1,45 +1,13 @@
-//! The composefs image vectors of `shared/vectors/composefs` (from composefs 1.0.8's
-//! test assets): every positive dump gives an image whose sha256 equals the one
+//! The composefs image vectors vendored in `core/tests/data/composefs` (from composefs
+//! 1.0.8's test assets): every positive dump gives an image whose sha256 equals the one
 //! upstream mkcomposefs wrote, every `should-fail-*` dump is rejected, and dumping the
 //! image and writing that dump again gives the same image and the same dump.
 
 use ostree_boot::composefs::{dump, reader, writer};
 use sha2::{Digest, Sha256};
-use std::io::Read;
-use std::path::PathBuf;
 
-fn vectors_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("OSTREE_BOOT_VECTORS") {
-        return PathBuf::from(d).join("composefs");
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for a in manifest.ancestors() {
-        let c = a.join("shared/vectors/composefs");
-        if c.is_dir() {
-            return c;
-        }
-    }
-    let fallback = PathBuf::from("/work/shared/vectors/composefs");
-    assert!(
-        fallback.is_dir(),
-        "composefs vectors not found: set OSTREE_BOOT_VECTORS"
-    );
-    fallback
-}
-
-fn load(name: &str) -> Vec<u8> {
-    let p = vectors_dir().join(name);
-    let raw = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    if name.ends_with(".gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    } else {
-        raw
-    }
-}
+mod common;
+use common::vectors::{composefs_dir as vectors_dir, load_composefs as load};
 
 const LENIENT: [&str; 3] = [
     "no-newline.dump",

@@ -12,14 +12,7 @@ fn run(args: &[&std::ffi::OsStr]) -> Output {
 }
 
 fn vectors() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for a in manifest.ancestors() {
-        let c = a.join("shared/vectors/composefs");
-        if c.is_dir() {
-            return c;
-        }
-    }
-    PathBuf::from("/work/shared/vectors/composefs")
+    ostree_boot_test_support::vectors::composefs_dir()
 }
 
 fn sha256_file(p: &Path) -> String {

@@ -39,7 +39,6 @@ fn entries(sysroot: &Path) -> Vec<(String, String)> {
 /// commit to deploy.
 fn base() -> Option<Base> {
     if !have_ostree() {
-        eprintln!("skipped: no ostree CLI");
         return None;
     }
     let t = Scratch::new();

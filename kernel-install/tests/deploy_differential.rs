@@ -18,7 +18,6 @@ fn pair() -> Option<(
     std::path::PathBuf,
 )> {
     if !have_ostree() {
-        eprintln!("skipped: no ostree CLI");
         return None;
     }
     let t = Scratch::new();
@@ -438,8 +437,10 @@ fn booted_deployment_survives_keep() {
         .arg("testos/stable")
         .output()
         .unwrap();
-    if String::from_utf8_lossy(&o.stderr).contains("unshare failed") {
-        eprintln!("skipped: no mount namespaces");
+    if !require(
+        !String::from_utf8_lossy(&o.stderr).contains("unshare failed"),
+        "needs mount namespaces (unshare)",
+    ) {
         return;
     }
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -519,8 +520,10 @@ fn read_only_sysroot_is_made_writable_privately() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    if err.contains("unshare failed") {
-        eprintln!("skipped: no mount namespaces");
+    if !require(
+        !err.contains("unshare failed"),
+        "needs mount namespaces (unshare)",
+    ) {
         return;
     }
     assert!(o.status.success(), "{err}");

@@ -34,10 +34,10 @@ fn plugin() -> PathBuf {
 
 fn have_tools() -> bool {
     have_ostree()
-        && Command::new("kernel-install")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
+        && require(
+            ostree_boot_test_support::have_command("kernel-install"),
+            "needs systemd's kernel-install",
+        )
 }
 
 /// A gzip-compressed newc initrd, as initramfs-tools or dracut make them.
@@ -55,7 +55,6 @@ fn make_initrd(dir: &Path, out: &Path) {
 
 fn setup(conf_text: &str) -> Option<Env> {
     if !have_tools() {
-        eprintln!("skipped: needs ostree and kernel-install");
         return None;
     }
     let t = Scratch::new();
@@ -413,8 +412,10 @@ fn booted_deployment_is_never_removed() {
         .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &e.kiroot)
         .output()
         .unwrap();
-    if !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unshare failed") {
-        eprintln!("skipped: no mount namespaces here");
+    if !require(
+        o.status.success() || !String::from_utf8_lossy(&o.stderr).contains("unshare failed"),
+        "needs mount namespaces (unshare)",
+    ) {
         return;
     }
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -611,10 +612,14 @@ fn unpack_initrd(initrd: &[u8], orig_len: usize, dir: &Path) {
 
 #[test]
 fn prepare_root_check_refuses_the_other_initrds_deployment() {
-    let Some(pr) = prepare_root_bin() else {
-        eprintln!("skipped: ostree-prepare-root not built beside ostree-composefs");
+    let pr = prepare_root_bin();
+    if !require(
+        pr.is_some(),
+        "needs ostree-prepare-root built beside ostree-composefs (cargo test --workspace)",
+    ) {
         return;
-    };
+    }
+    let pr = pr.unwrap();
     let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nsigning=transient\n") else {
         return;
     };

@@ -16,10 +16,6 @@ use std::process::Command;
 
 const CHILD_ENV: &str = "OSTREE_COMPOSEFS_MOUNT_TEST_DIR";
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 /// Copies entries of `from` into `to`, depth-first in name order, until `budget` runs out.
 fn copy_some(from: &Path, to: &Path, budget: &mut usize) {
     let Ok(rd) = std::fs::read_dir(from) else {
@@ -195,8 +191,7 @@ fn fill_objects(src: &Path, objs: &Path) -> usize {
 
 #[test]
 fn image_from_directory_mounts_identically() {
-    if !is_root() {
-        eprintln!("SKIPPED image_from_directory_mounts_identically: needs root for mounts");
+    if !ostree_boot_test_support::privileged() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -392,8 +387,7 @@ fn layout_dump() -> String {
 
 #[test]
 fn dump_layouts_read_back_through_the_kernel() {
-    if !is_root() {
-        eprintln!("SKIPPED dump_layouts_read_back_through_the_kernel: needs root for mounts");
+    if !ostree_boot_test_support::privileged() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

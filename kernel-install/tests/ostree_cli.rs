@@ -10,19 +10,8 @@ use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ostree-composefs");
 
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+// Runs a command that must succeed and returns its stdout.
+use ostree_boot_test_support::run_args as run;
 
 fn ours(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()

@@ -14,8 +14,31 @@ use ostree_boot::config::RootConfig;
 
 pub const USAGE: &str = "usage: ostree-prepare-root SYSROOT [KERNEL_CMDLINE]\n       ostree-prepare-root --print-config [--config-root DIR] [--cmdline STRING]\n       ostree-prepare-root --check [--sysroot DIR] [--config-root DIR] [--cmdline STRING] [DEPLOYMENT]";
 
+/// What `--help` prints (on stdout, exit 0): the usage and what each form does.
+pub const HELP: &str = "Sets up an ostree deployment as the root filesystem, in the initrd.
+
+usage: ostree-prepare-root SYSROOT [KERNEL_CMDLINE]
+       ostree-prepare-root --print-config [--config-root DIR] [--cmdline STRING]
+       ostree-prepare-root --check [--sysroot DIR] [--config-root DIR] [--cmdline STRING] [DEPLOYMENT]
+       ostree-prepare-root --help
+
+  SYSROOT KERNEL_CMDLINE  mount the deployment that ostree= names (KERNEL_CMDLINE replaces
+                          /proc/cmdline) as the root under SYSROOT
+  --print-config          print the effective prepare-root.conf and kernel arguments
+  --check                 say whether DEPLOYMENT (default: the ostree= one) would boot,
+                          without mounting anything
+  --config-root DIR       read etc/ and usr/lib/ostree/prepare-root.conf under DIR (default /)
+  --sysroot DIR           the sysroot for --check (default /sysroot)
+  --cmdline STRING        use STRING as the kernel command line
+  -h, --help              print this help and exit
+
+See ostree-prepare-root(8).
+";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `--help`: print [`HELP`] and exit successfully.
+    Help,
     /// Print the effective configuration: `config_root` is where `etc/` and `usr/lib/`
     /// are read (default `/`), `cmdline` replaces `/proc/cmdline`.
     PrintConfig {
@@ -54,6 +77,9 @@ fn utf8(arg: OsString, what: &str) -> Result<String, UsageError> {
 /// Parses the arguments after the program name.
 pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "--help" || a == "-h") {
+        return Ok(Command::Help);
+    }
     let mode = match args.peek() {
         Some(a) if a == "--print-config" || a == "--check" => a.to_string_lossy().into_owned(),
         _ => String::new(),
@@ -81,6 +107,7 @@ pub fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, U
                 }
             };
             match opt.as_str() {
+                "--help" | "-h" => return Ok(Command::Help),
                 "--config-root" => config_root = PathBuf::from(value("--config-root")?),
                 "--cmdline" => cmdline = Some(value("--cmdline")?),
                 "--sysroot" if check => sysroot = PathBuf::from(value("--sysroot")?),
@@ -237,6 +264,20 @@ mod tests {
         );
         assert!(parse(&[]).is_err());
         assert!(parse(&["/sysroot", "a", "b"]).is_err());
-        assert!(parse(&["--help"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn help_args() {
+        for args in [
+            &["--help"][..],
+            &["-h"],
+            &["--help", "extra"],
+            &["--check", "--help"],
+            &["--print-config", "--cmdline", "x", "-h"],
+        ] {
+            assert_eq!(parse(args), Ok(Command::Help), "{args:?}");
+        }
+        assert!(HELP.contains(USAGE.trim_start_matches("usage: ").lines().next().unwrap()));
     }
 }

@@ -226,12 +226,6 @@ pub fn move_mount(src: &Path, dst: &Path) -> Result<()> {
         .map_err(|e| errno(format!("moving the mount {} to {}", d(src), d(dst)), e))
 }
 
-/// Whether the filesystem at `path` is currently mounted read-only.
-pub fn is_read_only(path: &Path) -> Result<bool> {
-    let st = rustix::fs::statvfs(path).map_err(|e| errno(format!("statvfs {}", d(path)), e))?;
-    Ok(st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
-}
-
 /// Writes `bytes` to `path` atomically with mode 0644 ([`ostree_boot::fsutil::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ostree_boot::fsutil::write_atomic(path, bytes, 0o644)

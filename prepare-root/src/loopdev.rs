@@ -8,6 +8,9 @@
 //! The `unsafe` here is limited to the two `ioctl` calls, each with a `#[repr(C)]`
 //! struct whose size is pinned to `<linux/loop.h>` below.
 
+// rustix has no typed wrapper for the loop-control ioctls.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;

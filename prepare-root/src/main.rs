@@ -16,6 +16,10 @@ fn main() -> ExitCode {
         }
     };
     match cmd {
+        cli::Command::Help => {
+            print!("{}", cli::HELP);
+            ExitCode::SUCCESS
+        }
         cli::Command::PrintConfig {
             config_root,
             cmdline,

@@ -81,18 +81,10 @@ pub fn gather(
         }
     };
     let deploy_path = root.join(&deployment.relpath);
-    let facts = Facts {
-        has_composefs_image: deploy_path
-            .join(plan::COMPOSEFS_IMAGE)
-            .symlink_metadata()
-            .is_ok(),
-        sysroot_writable: !exec::is_read_only(&root)?,
-        has_usr_overlay: deploy_path
-            .join(plan::USR_OVL_WORK)
-            .symlink_metadata()
-            .is_ok(),
-        legacy_repo_readonly: plan::legacy_repo_readonly(&root.join("ostree/repo/config")),
-    };
+    // core's reader: only ENOENT means "no image"; EACCES or EIO on it fails the boot
+    // instead of quietly falling back to the legacy root.
+    let facts = Facts::gather(&root, &deployment)
+        .map_err(|e| Error(format!("reading the deployment: {e}")))?;
     Ok(Inputs {
         rc,
         root,

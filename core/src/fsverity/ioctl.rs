@@ -9,6 +9,9 @@
 //! `#[repr(C)]` struct whose layout is pinned against `<linux/fsverity.h>` by size
 //! assertions below, with opcodes computed from that same header.
 
+// rustix has no typed wrapper for the fs-verity ioctls.
+#![allow(unsafe_code)]
+
 use std::os::fd::AsFd;
 
 use rustix::io::Errno;

@@ -199,6 +199,8 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
 /// A read-only sysroot (ostree's `sysroot.readonly`, the default with composefs) is made
 /// writable for this process only, as libostree does: a private mount namespace in
 /// which its mount is remounted read-write. The rest of the system keeps it read-only.
+// unshare(2) is unsafe in rustix (CLONE_FILES could split the fd table under threads).
+#[allow(unsafe_code)]
 pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
     let dir = sysroot.join("ostree/deploy");
     match rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK) {

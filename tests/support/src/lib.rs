@@ -1,0 +1,153 @@
+//! Fixtures shared by the tests of every crate of the workspace.
+//!
+//! The skip policy lives here, once: a test whose prerequisite is missing (root, mount
+//! namespaces, the `ostree` CLI, a VM) **fails** with the reason, unless
+//! `OSTREE_TEST_ALLOW_SKIP=1` is set, in which case it prints `SKIP: reason` and passes.
+//! `make check` never sets the variable, so nothing is skipped there silently.
+
+use std::fmt::Display;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub mod deploy;
+pub mod sysroot;
+pub mod vectors;
+
+/// The variable that turns a missing prerequisite from a failure into a skip.
+pub const ALLOW_SKIP: &str = "OSTREE_TEST_ALLOW_SKIP";
+
+fn skips_allowed() -> bool {
+    std::env::var(ALLOW_SKIP).is_ok_and(|v| v == "1")
+}
+
+/// Whether the test may go on: true when `available`. Otherwise panics with `reason`,
+/// or, with `OSTREE_TEST_ALLOW_SKIP=1`, prints `SKIP: reason` and returns false (the
+/// caller then returns at once).
+#[track_caller]
+pub fn require(available: bool, reason: impl Display) -> bool {
+    match decide(available, skips_allowed(), &reason) {
+        Ok(go_on) => go_on,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// The policy of [`require`] without the environment: Ok(go on?) or the failure.
+fn decide(available: bool, allow_skip: bool, reason: &dyn Display) -> Result<bool, String> {
+    if available {
+        Ok(true)
+    } else if allow_skip {
+        eprintln!("SKIP: {reason}");
+        Ok(false)
+    } else {
+        Err(format!(
+            "prerequisite missing: {reason} (set {ALLOW_SKIP}=1 to skip this test instead of failing)"
+        ))
+    }
+}
+
+/// Root, and `unshare -m` works (the mount tests run in private mount namespaces).
+#[track_caller]
+pub fn privileged() -> bool {
+    static CAN: OnceLock<Result<(), String>> = OnceLock::new();
+    let can = CAN.get_or_init(|| {
+        if !rustix::process::geteuid().is_root() {
+            return Err("needs root (mounts in a private mount namespace)".into());
+        }
+        match Command::new("unshare")
+            .args(["-m", "--propagation", "private", "true"])
+            .output()
+        {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!(
+                "`unshare -m` fails: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Err(format!("cannot run unshare: {e}")),
+        }
+    });
+    match can {
+        Ok(()) => true,
+        Err(reason) => require(false, reason),
+    }
+}
+
+/// The real `ostree` CLI (`scripts/setup.sh` installs Debian's).
+#[track_caller]
+pub fn have_ostree() -> bool {
+    require(have_command("ostree"), "needs the `ostree` CLI")
+}
+
+/// Whether `name --version` runs and succeeds. Only a probe: callers pass the answer to
+/// [`require`].
+pub fn have_command(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `cmd`; panics with its status, stdout and stderr unless it succeeds.
+#[track_caller]
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// [`run`], returning stdout as text.
+#[track_caller]
+pub fn run_stdout(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run(cmd).stdout).into_owned()
+}
+
+/// Runs `args[0]` with the rest as arguments, as [`run`]; returns its stdout.
+#[track_caller]
+pub fn run_args(args: &[&str]) -> String {
+    run_stdout(Command::new(args[0]).args(&args[1..]))
+}
+
+/// `sh -ec script`, as [`run`]; returns its stdout.
+#[track_caller]
+pub fn sh_out(script: &str) -> String {
+    run_stdout(Command::new("sh").arg("-ec").arg(script))
+}
+
+pub fn output_stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn output_stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `s` to `p`, creating the parent directories.
+pub fn write(p: &Path, s: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, s).unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_prerequisite_fails_unless_skips_are_allowed() {
+        assert_eq!(decide(true, false, &"x"), Ok(true));
+        assert_eq!(decide(true, true, &"x"), Ok(true));
+        assert_eq!(decide(false, true, &"x"), Ok(false));
+        let msg = decide(false, false, &"needs the thing").unwrap_err();
+        assert!(
+            msg.contains("needs the thing") && msg.contains(ALLOW_SKIP),
+            "{msg}"
+        );
+    }
+}
