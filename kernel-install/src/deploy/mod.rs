@@ -14,6 +14,7 @@ pub mod checkout;
 pub mod etc;
 pub mod fsutil;
 pub mod seal;
+pub mod stale;
 
 use std::fs;
 use std::path::{Path, PathBuf};
