@@ -395,7 +395,9 @@ fn os_release_title(deploy: &Path) -> Result<String> {
             Err(e) => return Err(e).with_context(|| format!("Reading /{p}")),
         }
     }
-    let (p, bytes) = found.context("Reading /etc/os-release: not in the tree")?;
+    let (p, bytes) = found.context(
+        "Reading /etc/os-release: neither /usr/lib/os-release nor /etc/os-release is in the tree (links in it resolve inside the tree)",
+    )?;
     let text = String::from_utf8(bytes).with_context(|| format!("Reading /{p}: not UTF-8"))?;
     layout::os_release_title(&text).context("No PRETTY_NAME or ID in /etc/os-release")
 }
