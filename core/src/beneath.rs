@@ -777,8 +777,21 @@ mod tests {
         fs::set_permissions(inside.join("a/b/f"), fs::Permissions::from_mode(0o640)).unwrap();
         let dst = t.path().join("dst");
         fs::create_dir(&dst).unwrap();
+        // Where the filesystem has user xattrs, they are copied too.
+        let xattr = rustix::fs::lsetxattr(
+            inside.join("a/b/f"),
+            "user.test",
+            b"42",
+            XattrFlags::empty(),
+        )
+        .is_ok();
         let (s, d) = (Dir::open(&inside).unwrap(), Dir::open(&dst).unwrap());
         copy_tree(&s, OsStr::new("a"), &d, OsStr::new("a")).unwrap();
+        if xattr {
+            let mut v = [0u8; 8];
+            let n = rustix::fs::lgetxattr(dst.join("a/b/f"), "user.test", &mut v).unwrap();
+            assert_eq!(&v[..n], b"42");
+        }
         assert_eq!(fs::read_link(dst.join("a/out")).unwrap(), outside);
         assert_eq!(fs::read_to_string(dst.join("a/b/f")).unwrap(), "in\n");
         assert_eq!(
