@@ -454,7 +454,10 @@ fn hostile_commits_through_kernel_install() {
             .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
             .env("KERNEL_INSTALL_PLUGINS", &plugin)
             .env("OSTREE_COMPOSEFS", BIN)
-            .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &kiroot);
+            .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &kiroot)
+            // Its staging directory (mktemp -t) goes with the scratch directory even if
+            // it has to be killed, which skips its cleanup trap.
+            .env("TMPDIR", b.t.path());
         let what = format!("kernel-install add, link at {loc} -> {}", to.display());
         // kernel-install prints the plugin's error, then its own; check the plugin's.
         let before = snapshot(&b.sentinel);
