@@ -28,7 +28,12 @@ pub enum LayoutError {
     Invalid { path: PathBuf, msg: String },
     #[error("{0}")]
     Bad(String),
+    #[error(transparent)]
+    Contained(#[from] crate::beneath::BeneathError),
 }
+
+use crate::beneath::{BeneathError, Dir, Resolve};
+use rustix::fs::FileType;
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
     move |source| LayoutError::Io {
@@ -629,44 +634,83 @@ pub fn bootcsum(
     Ok(hex::encode(h.finalize()))
 }
 
-fn is_regular(p: &Path) -> bool {
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file())
+/// The largest kernel, initramfs or devicetree hashed from a tree (a link to
+/// `/dev/zero` cannot be one: links are not followed, but a huge file could be).
+pub const MAX_BOOT_FILE: u64 = 4 << 30;
+
+fn is_regular_child(dir: &Dir, name: &str) -> Result<bool> {
+    Ok(dir
+        .stat_child(std::ffi::OsStr::new(name))?
+        .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile))
+}
+
+fn hash_child(h: &mut Sha256, dir: &Dir, name: &str) -> Result<()> {
+    let path = dir.path().join(name);
+    let mut f = dir.open_file(name, Resolve::NoSymlinks)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io_err(&path))?;
+        if n == 0 {
+            return Ok(());
+        }
+        total += n as u64;
+        if total > MAX_BOOT_FILE {
+            return Err(BeneathError::TooLarge {
+                path,
+                max: MAX_BOOT_FILE,
+            }
+            .into());
+        }
+        h.update(&buf[..n]);
+    }
 }
 
 /// Finds the kernel in `usr/lib/modules/<kver>/vmlinuz` of a tree: the first directory in
-/// readdir order holding a regular `vmlinuz`, as upstream.
+/// readdir order holding a regular `vmlinuz`, as upstream. The lookup is contained in
+/// the tree ([`crate::beneath`]): a link at `usr`, `usr/lib` or `usr/lib/modules` is an
+/// error, a `<kver>` that is a link is skipped, and `vmlinuz`, `initramfs.img` and
+/// `devicetree` count only as regular files (upstream also ignores links there).
 pub fn find_kernel_in_tree(root: &Path) -> Result<Option<KernelLayout>> {
-    let modules = root.join("usr/lib/modules");
-    let rd = match std::fs::read_dir(&modules) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(LayoutError::Io {
-                path: modules,
-                source: e,
-            });
-        }
+    let tree = Dir::open(root)?;
+    let modules_rel = Path::new("usr/lib/modules");
+    let modules = match tree.open_dir(modules_rel) {
+        Ok(d) => d,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
-    for e in rd {
-        let e = e.map_err(io_err(&modules))?;
-        let dir = e.path();
-        let vmlinuz = dir.join("vmlinuz");
-        if !is_regular(&vmlinuz) {
+    for (name, st) in modules.entries()? {
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
             continue;
         }
-        let kver = e.file_name().to_string_lossy().into_owned();
-        let initramfs = ["initramfs.img", "initramfs"]
-            .iter()
-            .map(|n| dir.join(n))
-            .find(|p| is_regular(p));
-        let devicetree = Some(dir.join("devicetree")).filter(|p| is_regular(p));
-        let bootcsum = bootcsum(&vmlinuz, initramfs.as_deref(), devicetree.as_deref())?;
+        let kdir = modules.open_dir(Path::new(&name))?;
+        if !is_regular_child(&kdir, "vmlinuz")? {
+            continue;
+        }
+        let kver = name.to_string_lossy().into_owned();
+        let mut h = Sha256::new();
+        hash_child(&mut h, &kdir, "vmlinuz")?;
+        let mut initramfs = None;
+        for n in ["initramfs.img", "initramfs"] {
+            if is_regular_child(&kdir, n)? {
+                hash_child(&mut h, &kdir, n)?;
+                initramfs = Some(n);
+                break;
+            }
+        }
+        let devicetree = if is_regular_child(&kdir, "devicetree")? {
+            hash_child(&mut h, &kdir, "devicetree")?;
+            Some("devicetree")
+        } else {
+            None
+        };
+        let dir = root.join(modules_rel).join(&name);
         return Ok(Some(KernelLayout {
             kver,
-            vmlinuz,
-            initramfs,
-            devicetree,
-            bootcsum,
+            vmlinuz: dir.join("vmlinuz"),
+            initramfs: initramfs.map(|n| dir.join(n)),
+            devicetree: devicetree.map(|n| dir.join(n)),
+            bootcsum: hex::encode(h.finalize()),
         }));
     }
     Ok(None)
@@ -792,6 +836,46 @@ mod tests {
             "7bd091ad6955c0e7ef41bab65adb016275664b55efc0d10a0c8cb263da3c1e4e"
         );
         assert_eq!(k.kver, "5.0");
+    }
+
+    /// Issue #12: links the commit ships in `usr/lib/modules` were followed, so a host
+    /// kernel (or any host file) could be hashed and copied into /boot.
+    #[test]
+    fn kernel_lookup_follows_no_link() {
+        let d = tempfile::tempdir().unwrap();
+        let host = d.path().join("host/6.1");
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("vmlinuz"), "host kernel\n").unwrap();
+        let tree = |name: &str| {
+            let t = d.path().join(name);
+            std::fs::create_dir_all(t.join("usr/lib/modules")).unwrap();
+            t
+        };
+        // The modules directory itself a link: an error naming it.
+        let t = tree("modules-link");
+        std::fs::remove_dir(t.join("usr/lib/modules")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("host"), t.join("usr/lib/modules")).unwrap();
+        let e = find_kernel_in_tree(&t).unwrap_err().to_string();
+        assert!(
+            e.contains("usr/lib/modules") && e.contains("symbolic link"),
+            "{e}"
+        );
+        // A <kver> link and a vmlinuz link are not kernels.
+        let t = tree("kver-link");
+        std::os::unix::fs::symlink(&host, t.join("usr/lib/modules/6.1")).unwrap();
+        assert!(find_kernel_in_tree(&t).unwrap().is_none());
+        let t = tree("vmlinuz-link");
+        std::fs::create_dir(t.join("usr/lib/modules/6.1")).unwrap();
+        std::os::unix::fs::symlink(host.join("vmlinuz"), t.join("usr/lib/modules/6.1/vmlinuz"))
+            .unwrap();
+        assert!(find_kernel_in_tree(&t).unwrap().is_none());
+        // An initramfs link is ignored, the kernel still found.
+        std::fs::remove_file(t.join("usr/lib/modules/6.1/vmlinuz")).unwrap();
+        std::fs::write(t.join("usr/lib/modules/6.1/vmlinuz"), "k\n").unwrap();
+        std::os::unix::fs::symlink("/dev/zero", t.join("usr/lib/modules/6.1/initramfs.img"))
+            .unwrap();
+        let k = find_kernel_in_tree(&t).unwrap().unwrap();
+        assert!(k.initramfs.is_none());
     }
 
     #[test]

@@ -49,10 +49,15 @@ impl Report {
 }
 
 /// A deployment named directly: `ostree/deploy/<stateroot>/deploy/<csum>.<serial>`.
-fn direct_deployment(root: &Path, spec: &str) -> Option<ResolvedDeployment> {
+/// It must be a real directory below the sysroot, reached without following any link
+/// (a stateroot that is a link out of the sysroot is an error, not a deployment).
+fn direct_deployment(root: &Path, spec: &str) -> Result<Option<ResolvedDeployment>, String> {
     let p = Path::new(spec);
     let rel = if p.is_absolute() {
-        p.strip_prefix(root).ok()?.to_path_buf()
+        match p.strip_prefix(root) {
+            Ok(r) => r.to_path_buf(),
+            Err(_) => return Ok(None),
+        }
     } else {
         p.to_path_buf()
     };
@@ -61,16 +66,25 @@ fn direct_deployment(root: &Path, spec: &str) -> Option<ResolvedDeployment> {
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
     let [o, d, sr, d2, name] = comps.as_slice() else {
-        return None;
+        return Ok(None);
     };
-    if o != "ostree" || d != "deploy" || d2 != "deploy" || !root.join(&rel).is_dir() {
-        return None;
+    if o != "ostree" || d != "deploy" || d2 != "deploy" {
+        return Ok(None);
     }
-    Some(ResolvedDeployment {
+    let Ok(name) = DeployName::parse(name) else {
+        return Ok(None);
+    };
+    let contained = ostree_boot::beneath::Dir::open(root).and_then(|r| r.open_dir(&rel));
+    match contained {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(format!("deployment {spec}: {e}")),
+    }
+    Ok(Some(ResolvedDeployment {
         relpath: rel,
         stateroot: sr.clone(),
-        name: DeployName::parse(name).ok()?,
-    })
+        name,
+    }))
 }
 
 fn gather(args: &CheckArgs, report: &mut Report) -> Option<Inputs> {
@@ -85,7 +99,13 @@ fn gather(args: &CheckArgs, report: &mut Report) -> Option<Inputs> {
     let mut cmdline = args.cmdline.clone();
     let mut direct = None;
     if let Some(spec) = &args.deployment {
-        direct = direct_deployment(&root, spec);
+        direct = match direct_deployment(&root, spec) {
+            Ok(d) => d,
+            Err(e) => {
+                report.fail(e);
+                return None;
+            }
+        };
         if direct.is_none() {
             let words: Vec<String> = cmdline
                 .args()
@@ -328,7 +348,7 @@ mod tests {
         let root = dir.path();
         let rel = "ostree/deploy/os/deploy/0123abcd.1";
         std::fs::create_dir_all(root.join(rel)).unwrap();
-        let d = direct_deployment(root, rel).unwrap();
+        let d = direct_deployment(root, rel).unwrap().unwrap();
         assert_eq!(
             (
                 d.stateroot.as_str(),
@@ -342,14 +362,37 @@ mod tests {
         assert_eq!(
             direct_deployment(root, &abs.to_string_lossy())
                 .unwrap()
+                .unwrap()
                 .relpath,
             Path::new(rel)
         );
         // Not a deployment directory: left to the ostree= resolution (and its errors).
-        assert!(direct_deployment(root, "ostree/deploy/os/deploy/missing.0").is_none());
-        assert!(direct_deployment(root, "/ostree/boot.1/os/abc/0").is_none());
-        assert!(direct_deployment(root, "/elsewhere/ostree/deploy/os/deploy/0123abcd.1").is_none());
+        assert!(
+            direct_deployment(root, "ostree/deploy/os/deploy/missing.0")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            direct_deployment(root, "/ostree/boot.1/os/abc/0")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            direct_deployment(root, "/elsewhere/ostree/deploy/os/deploy/0123abcd.1")
+                .unwrap()
+                .is_none()
+        );
         std::fs::create_dir_all(root.join("ostree/deploy/os/deploy/notacsum")).unwrap();
-        assert!(direct_deployment(root, "ostree/deploy/os/deploy/notacsum").is_none());
+        assert!(
+            direct_deployment(root, "ostree/deploy/os/deploy/notacsum")
+                .unwrap()
+                .is_none()
+        );
+        // A stateroot linked out of the sysroot is an error naming the link.
+        let out = dir.path().join("outside");
+        std::fs::create_dir_all(out.join("deploy/0123abcd.1")).unwrap();
+        std::os::unix::fs::symlink(&out, root.join("ostree/deploy/ext")).unwrap();
+        let e = direct_deployment(root, "ostree/deploy/ext/deploy/0123abcd.1").unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
     }
 }

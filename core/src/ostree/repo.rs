@@ -76,6 +76,21 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RepoError + '_ {
     }
 }
 
+/// A metadata object (commit, dirtree, dirmeta) is named by the SHA-256 of its bytes.
+fn check_named(path: &Path, csum: &Checksum, bytes: &[u8]) -> Result<(), RepoError> {
+    let got = sha256(bytes);
+    if got != *csum {
+        return Err(RepoError::Corrupt {
+            path: path.to_path_buf(),
+            msg: format!(
+                "corrupted object: its content hashes to {}, not to its name",
+                hex::encode(got)
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// A file object's metadata and where its content is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileObject {
@@ -399,8 +414,11 @@ impl Repo {
     }
 
     /// The exact bytes of a `.commit` object (what signatures cover) and its parsed form.
+    /// The bytes must hash to the object's name: a commit object replaced by another
+    /// one's bytes is corruption, not a different commit under an old name.
     pub fn load_commit(&self, csum: &Checksum) -> Result<(Vec<u8>, Commit), RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::Commit)?;
+        check_named(&p, csum, &b)?;
         let c = Commit::parse(&b).map_err(|err| RepoError::Object { path: p, err })?;
         Ok((b, c))
     }
@@ -419,11 +437,13 @@ impl Repo {
 
     pub fn load_dirtree(&self, csum: &Checksum) -> Result<DirTree, RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::DirTree)?;
+        check_named(&p, csum, &b)?;
         DirTree::parse(&b).map_err(|err| RepoError::Object { path: p, err })
     }
 
     pub fn load_dirmeta(&self, csum: &Checksum) -> Result<DirMeta, RepoError> {
         let (p, b) = self.load_meta(csum, ObjectType::DirMeta)?;
+        check_named(&p, csum, &b)?;
         DirMeta::parse(&b).map_err(|err| RepoError::Object { path: p, err })
     }
 

@@ -280,26 +280,23 @@ fn pick_initrd(args: &[String]) -> Result<Option<(Vec<u8>, String)>> {
     Ok(Some((out, names)))
 }
 
-/// A file for the initrd to install, in the staging area (removed with it) or the
-/// temp directory; the deploy links or copies it into /boot.
-fn write_initrd(data: &[u8]) -> Result<(tempfile_like::TempPath, PathBuf)> {
-    let dir = env("KERNEL_INSTALL_STAGING_AREA")
+/// A file for the initrd to install, in a private directory (mkdtemp: created
+/// exclusively, mode 0700, random name) in the staging area or the temp directory, so
+/// that nothing another user pre-created under a predictable name is used or blocks
+/// the install. The directory goes when the returned guard drops; the deploy links or
+/// copies the file into /boot before that.
+fn write_initrd(data: &[u8]) -> Result<(tempfile::TempDir, PathBuf)> {
+    let base = env("KERNEL_INSTALL_STAGING_AREA")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-    let path = dir.join(format!(".ostree-composefs-initrd.{}", std::process::id()));
+    fs::create_dir_all(&base).with_context(|| format!("mkdir {}", base.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix(".ostree-composefs-initrd.")
+        .tempdir_in(&base)
+        .with_context(|| format!("making a private directory in {}", base.display()))?;
+    let path = dir.path().join("initrd");
     deploy::fsutil::write_atomic(&path, data, 0o644)?;
-    Ok((tempfile_like::TempPath(path.clone()), path))
-}
-
-mod tempfile_like {
-    /// Removes the file when dropped.
-    pub struct TempPath(pub std::path::PathBuf);
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+    Ok((dir, path))
 }
 
 fn add(rest: &[String], verbose: bool) -> Result<i32> {

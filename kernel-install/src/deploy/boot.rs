@@ -214,6 +214,7 @@ pub fn write_deployments(
 /// that no entry uses, and leftovers of interrupted runs. The booted deployment is
 /// kept whatever the entries say.
 pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
+    super::stale::remove_stale_temps(sysroot)?;
     let state = SysrootState::read(sysroot)?;
     let (bv, sub) = (state.bootversion, state.subbootversion);
     let obv = 1 - bv;

@@ -11,8 +11,10 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use ostree_boot::config::{ComposefsMode, PrepareRootConfig};
+use ostree_boot::beneath::{Dir, Resolve};
+use ostree_boot::config::{CONFIG_PATHS, ComposefsMode, PrepareRootConfig};
 use ostree_boot::fsverity::{digest, ioctl};
+use ostree_boot::keyfile::KeyFile;
 use ostree_boot::ostree::checkout::{Verity, commit_tree, write_image};
 use ostree_boot::ostree::objects::{Checksum, Commit};
 use ostree_boot::ostree::repo::{Repo, WalkEntry};
@@ -22,6 +24,30 @@ use super::fsutil;
 /// ostree's tristate words.
 fn tristate(v: &str) -> Option<ComposefsMode> {
     ComposefsMode::parse_tristate(v.trim())
+}
+
+/// The largest prepare-root.conf read from a tree.
+const MAX_TREE_CONFIG: u64 = 1 << 20;
+
+/// The deployment's prepare-root.conf, read as the booted system would see it: links
+/// resolved inside the tree, never on the host; only a regular file of bounded size
+/// (a link to a FIFO or `/dev/zero` is an error, not a hang).
+fn tree_config(tree: &Path) -> Result<PrepareRootConfig> {
+    let root = Dir::open(tree)?;
+    let mut kf = None;
+    for rel in [CONFIG_PATHS[1], CONFIG_PATHS[0]] {
+        match root.read_file(rel, Resolve::InRoot, MAX_TREE_CONFIG) {
+            Ok(bytes) => {
+                let path = tree.join(rel);
+                let text = String::from_utf8(bytes)
+                    .with_context(|| format!("{}: not UTF-8", path.display()))?;
+                kf = Some(KeyFile::parse(&text, &path)?);
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(PrepareRootConfig::from_keyfile(kf.as_ref())?)
 }
 
 /// What fs-verity the deployment wants, and why.
@@ -38,8 +64,7 @@ pub struct VerityPolicy {
 /// The policy from the repo config (`[ex-integrity] composefs`/`fsverity`, legacy
 /// `[ex-fsverity]`), the deployment's prepare-root.conf and the commit metadata.
 pub fn policy(repo: &Repo, tree: &Path, has_digest: bool) -> Result<VerityPolicy> {
-    let cfg =
-        PrepareRootConfig::load(tree).context("reading the deployment's prepare-root.conf")?;
+    let cfg = tree_config(tree).context("reading the deployment's prepare-root.conf")?;
     let parse = |group: &str, key: &str| -> Result<Option<ComposefsMode>> {
         match repo.config_value(group, key) {
             None => Ok(None),

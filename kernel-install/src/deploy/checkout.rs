@@ -7,7 +7,6 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -19,10 +18,28 @@ const S_IFMT: u32 = 0o170000;
 const S_IFLNK: u32 = 0o120000;
 const S_IFREG: u32 = 0o100000;
 
-fn set_meta_xattrs(path: &Path, xattrs: &[ostree_boot::ostree::objects::Xattr]) -> Result<()> {
-    for x in xattrs {
-        rustix::fs::lsetxattr(
-            path,
+/// Opens what the checkout just created at `path` without following a link, so that
+/// owner and mode go onto that inode and never onto a link's target.
+fn open_nofollow(path: &Path, dir: bool) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::OFlags;
+    let kind = if dir {
+        OFlags::DIRECTORY
+    } else {
+        OFlags::NONBLOCK | OFlags::NOCTTY
+    };
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | kind,
+        rustix::fs::Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", path.display()))
+}
+
+fn apply_dirmeta(path: &Path, meta: &DirMeta) -> Result<()> {
+    let fd = open_nofollow(path, true)?;
+    for x in &meta.xattrs {
+        rustix::fs::fsetxattr(
+            &fd,
             OsStr::from_bytes(&x.name),
             &x.value,
             XattrFlags::empty(),
@@ -35,14 +52,13 @@ fn set_meta_xattrs(path: &Path, xattrs: &[ostree_boot::ostree::objects::Xattr]) 
             )
         })?;
     }
-    Ok(())
-}
-
-fn apply_dirmeta(path: &Path, meta: &DirMeta) -> Result<()> {
-    set_meta_xattrs(path, &meta.xattrs)?;
-    std::os::unix::fs::lchown(path, Some(meta.uid), Some(meta.gid))
-        .with_context(|| format!("chown {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode & 0o7777))
+    rustix::fs::fchown(
+        &fd,
+        Some(rustix::fs::Uid::from_raw(meta.uid)),
+        Some(rustix::fs::Gid::from_raw(meta.gid)),
+    )
+    .with_context(|| format!("chown {}", path.display()))?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(meta.mode & 0o7777))
         .with_context(|| format!("chmod {}", path.display()))
 }
 
@@ -70,8 +86,11 @@ fn copy_object(obj: &FileObject, dest: &Path) -> Result<()> {
     std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid))
         .with_context(|| format!("chown {}", dest.display()))?;
     if h.mode & S_IFMT == S_IFREG {
-        fs::set_permissions(dest, fs::Permissions::from_mode(h.mode & 0o7777))
-            .with_context(|| format!("chmod {}", dest.display()))?;
+        rustix::fs::fchmod(
+            open_nofollow(dest, false)?,
+            rustix::fs::Mode::from_raw_mode(h.mode & 0o7777),
+        )
+        .with_context(|| format!("chmod {}", dest.display()))?;
     }
     Ok(())
 }

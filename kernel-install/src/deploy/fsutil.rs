@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -62,7 +62,19 @@ pub fn copy_attrs(src: &Path, dst: &Path, md: &fs::Metadata) -> Result<()> {
     std::os::unix::fs::lchown(dst, Some(md.uid()), Some(md.gid()))
         .with_context(|| format!("chown {}", dst.display()))?;
     if !md.file_type().is_symlink() {
-        fs::set_permissions(dst, fs::Permissions::from_mode(md.mode() & 0o7777))
+        // fchmod on a descriptor opened without following: if `dst` were a link, a
+        // path chmod would change the link's target.
+        let fd = rustix::fs::open(
+            dst,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::NONBLOCK
+                | rustix::fs::OFlags::NOCTTY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .with_context(|| format!("opening {} to chmod it", dst.display()))?;
+        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(md.mode() & 0o7777))
             .with_context(|| format!("chmod {}", dst.display()))?;
     }
     Ok(())
@@ -117,28 +129,6 @@ fn remove_if_exists(p: &Path) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", p.display())),
     }
-}
-
-/// Recursive copy of a directory: directories get the source's owner, mode and xattrs,
-/// files and symlinks are copied with [`copy_file`].
-pub fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
-    let md = fs::symlink_metadata(src).with_context(|| format!("stat {}", src.display()))?;
-    match fs::create_dir(dst) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("mkdir {}", dst.display())),
-    }
-    copy_attrs(src, dst, &md)?;
-    for ent in fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
-        let ent = ent.with_context(|| format!("reading {}", src.display()))?;
-        let (s, d) = (ent.path(), dst.join(ent.file_name()));
-        if ent.file_type()?.is_dir() {
-            copy_dir(&s, &d)?;
-        } else {
-            copy_file(&s, &d)?;
-        }
-    }
-    copy_times(dst, &md)
 }
 
 /// Clears the immutable flag ostree seals deployment roots with.

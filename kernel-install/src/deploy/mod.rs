@@ -14,16 +14,20 @@ pub mod checkout;
 pub mod etc;
 pub mod fsutil;
 pub mod seal;
+pub mod stale;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
+use ostree_boot::beneath::{Dir, Resolve};
 use ostree_boot::deployment::DeployName;
 use ostree_boot::keyfile::KeyFile;
 use ostree_boot::layout::{self, BootEntry, Deployment, EntryNaming, Kargs, SysrootState};
 use ostree_boot::ostree::repo::Repo;
+use rustix::fs::FileType;
+use std::ffi::OsStr;
 
 use boot::{KernelFiles, Planned};
 
@@ -374,13 +378,29 @@ fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
     Ok(next)
 }
 
+/// The largest os-release read from a tree.
+const MAX_OS_RELEASE: u64 = 64 * 1024;
+
+/// The entry title from the tree's os-release, read as the booted system would see it:
+/// links resolved inside the tree ([`Resolve::InRoot`]), never to the host's files, and
+/// only a regular file of bounded size.
 fn os_release_title(deploy: &Path) -> Result<String> {
-    let p = if deploy.join("usr/lib/os-release").exists() {
-        "usr/lib/os-release"
-    } else {
-        "etc/os-release"
-    };
-    let text = fs::read_to_string(deploy.join(p)).with_context(|| format!("Reading /{p}"))?;
+    let root = Dir::open(deploy)?;
+    let mut found = None;
+    for p in ["usr/lib/os-release", "etc/os-release"] {
+        match root.read_file(p, Resolve::InRoot, MAX_OS_RELEASE) {
+            Ok(b) => {
+                found = Some((p, b));
+                break;
+            }
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e).with_context(|| format!("Reading /{p}")),
+        }
+    }
+    let (p, bytes) = found.context(
+        "Reading /etc/os-release: neither /usr/lib/os-release nor /etc/os-release is in the tree (links in it resolve inside the tree)",
+    )?;
+    let text = String::from_utf8(bytes).with_context(|| format!("Reading /{p}: not UTF-8"))?;
     layout::os_release_title(&text).context("No PRETTY_NAME or ID in /etc/os-release")
 }
 
@@ -441,20 +461,29 @@ fn kernel_files(deploy: &Path, arg: Option<&KernelArg>) -> Result<KernelFiles> {
 }
 
 /// Seeds the stateroot's `var` from the commit's `/var` when it is empty, as upstream
-/// (Docker `VOLUME` semantics: never merged afterwards).
+/// (Docker `VOLUME` semantics: never merged afterwards). The commit's `var` is read
+/// through descriptors: a link (at `var` or inside it) is copied as a link, never
+/// followed; a `var` that is not a directory is refused.
 fn seed_var(sysroot: &Path, sr: &str, deploy: &Path) -> Result<()> {
     let var = sysroot.join("ostree/deploy").join(sr).join("var");
-    let src = deploy.join("var");
-    if !src.is_dir() || !fsutil::dir_is_empty(&var)? {
+    let tree = Dir::open(deploy)?;
+    match tree.metadata("var")? {
+        None => return Ok(()),
+        Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+        Some(st) => bail!(
+            "the commit's /var is a {}, not a directory; refusing to deploy it",
+            ostree_boot::beneath::kind_name(FileType::from_raw_mode(st.st_mode))
+        ),
+    }
+    if !fsutil::dir_is_empty(&var)? {
         return Ok(());
     }
-    let staging = sysroot
-        .join("ostree/deploy")
-        .join(sr)
-        .join(STAGING_DIR)
-        .join("var");
+    let staging_root = sysroot.join("ostree/deploy").join(sr).join(STAGING_DIR);
+    let staging = staging_root.join("var");
     fsutil::remove_tree(&staging)?;
-    fsutil::copy_dir(&src, &staging)?;
+    let dst = Dir::open(&staging_root)?;
+    ostree_boot::beneath::copy_tree(&tree, OsStr::new("var"), &dst, OsStr::new("var"))
+        .context("copying the commit's /var")?;
     fsutil::remove_tree(&var)?;
     fs::rename(&staging, &var)
         .with_context(|| format!("renaming {} to {}", staging.display(), var.display()))
@@ -611,11 +640,13 @@ fn stage(
     // Debian's ostree (2022.7) relabels the stateroot /var on first deploy and leaves
     // this stamp; without SELinux there is nothing to relabel, the stamp is the same.
     let selabeled = srdir.join("var/.ostree-selabeled");
-    if srdir.join("var").is_dir() && !selabeled.exists() {
+    // A stamp the seeded /var ships as a link counts as present: nothing is written
+    // through it (and the rename of write_atomic would replace the link, not follow it).
+    if srdir.join("var").is_dir() && fs::symlink_metadata(&selabeled).is_err() {
         fsutil::write_atomic(&selabeled, b"", 0o644)?;
     }
     let var_updated = srdir.join("var/.updated");
-    if var_updated.exists() {
+    if fs::symlink_metadata(&var_updated).is_ok() {
         fs::remove_file(&var_updated)
             .with_context(|| format!("removing {}", var_updated.display()))?;
     }
