@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR
 RELEASE_DIR := $(CARGO_TARGET_DIR)/release
 
 .PHONY: all setup build release check lint test demo vm-test vm-clean bench fuzz clean \
-	install uninstall man bench-generator
+	install uninstall man bench-generator peer
 
 all: release
 
@@ -49,8 +49,13 @@ vm-test: release
 vm-clean:
 	bash -c '. tests/vm/lib.sh && rm_sysroot "$$CACHE"'
 
+# The upstream peer the differential tests compare with (Debian sid's ostree 2026.x with
+# composefs): built once under build/peer-sid, a no-op when its stamp is current.
+peer:
+	bash scripts/peer-sid.sh
+
 # README's test command: everything, from a fresh clone.
-check: setup lint test vm-test
+check: setup lint peer test vm-test
 
 demo: setup release
 	bash scripts/demo.sh
