@@ -425,7 +425,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
             kver: Some(kver.clone()),
         }),
         origin_refspec: Some(refspec),
-        naming: layout::EntryNaming::V1,
+        naming: layout::EntryNaming::from_env(),
     };
     let r = deploy::deploy(&opts)?;
     drop(tmp);
@@ -449,7 +449,7 @@ fn remove(rest: &[String], verbose: bool) -> Result<i32> {
     let state = SysrootState::read(&cfg.sysroot)?;
     let booted = deploy::find_booted(&cfg.sysroot, &state);
     let sr = deploy::resolve_stateroot(&cfg.sysroot, cfg.stateroot.as_deref(), booted.as_ref())?;
-    let gone = deploy::undeploy_kver(&cfg.sysroot, &sr, kver, layout::EntryNaming::V1)?;
+    let gone = deploy::undeploy_kver(&cfg.sysroot, &sr, kver, layout::EntryNaming::from_env())?;
     for d in &gone {
         say(verbose, &format!("removed {}/{}", d.stateroot, d.name()));
     }

@@ -453,9 +453,52 @@ fn seed_var(sysroot: &Path, sr: &str, deploy: &Path) -> Result<()> {
         .join("var");
     fsutil::remove_tree(&staging)?;
     fsutil::copy_dir(&src, &staging)?;
+    if !deploy.join("usr/lib/tmpfiles.d").exists() {
+        legacy_var_init(&staging)?;
+    }
     fsutil::remove_tree(&var)?;
     fs::rename(&staging, &var)
         .with_context(|| format!("renaming {} to {}", staging.display(), var.display()))
+}
+
+/// The core of `/var` upstream (≥ 2024) creates in a freshly seeded stateroot `var` when
+/// the tree has no `usr/lib/tmpfiles.d` to create it at boot: `tmp` (1777), `lib`, `log`
+/// (journald flushes there before tmpfiles runs), `run` → `../run`, `lock` → `../run/lock`.
+fn legacy_var_init(var: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fsutil::mkdir_p(&var.join("tmp"), 0o777)?;
+    fs::set_permissions(var.join("tmp"), fs::Permissions::from_mode(0o1777))
+        .with_context(|| format!("chmod {}", var.join("tmp").display()))?;
+    fsutil::mkdir_p(&var.join("lib"), 0o777)?;
+    fsutil::mkdir_p(&var.join("log"), 0o755)?;
+    for (name, target) in [("run", "../run"), ("lock", "../run/lock")] {
+        let p = var.join(name);
+        if fs::symlink_metadata(&p).is_err() {
+            std::os::unix::fs::symlink(target, &p)
+                .with_context(|| format!("symlinking {} to {target}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The deployment's backing directory as upstream (≥ 2025) prepares it at deploy time:
+/// `ostree/deploy/<sr>/backing/<name>/root-transient/{upper,work}`, the persistent
+/// overlay directories a transient root may use; `upper` takes the root's mode.
+fn init_backing(srdir: &Path, name: &str, deploy_root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let mode = fs::metadata(deploy_root)
+        .with_context(|| format!("stat {}", deploy_root.display()))?
+        .mode()
+        & 0o7777;
+    let ovl = srdir.join("backing").join(name).join("root-transient");
+    fsutil::mkdir_p(&ovl.join("work"), 0o700)?;
+    let upper = ovl.join("upper");
+    match fs::DirBuilder::new().mode(mode).create(&upper) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("mkdir {}", upper.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `ostree-composefs deploy`.
@@ -606,6 +649,7 @@ fn stage(
     }
     checkpoint("etc-merged")?;
     seed_var(sysroot, sr, &staging)?;
+    init_backing(&srdir, name, &staging)?;
     // Debian's ostree (2022.7) relabels the stateroot /var on first deploy and leaves
     // this stamp; without SELinux there is nothing to relabel, the stamp is the same.
     let selabeled = srdir.join("var/.ostree-selabeled");

@@ -144,7 +144,19 @@ pub fn commit(sysroot: &Path, tree: &Path, version: &str) -> String {
     .to_string()
 }
 
+/// Our deploy with 2022.7's entry names (`ostree-N-STATEROOT.conf`), as the host's
+/// `ostree admin deploy` writes them.
 pub fn ours(sysroot: &Path, args: &[&str]) -> Output {
+    run(Command::new(BIN)
+        .arg("deploy")
+        .arg("--bootloader-naming-1")
+        .arg("--sysroot")
+        .arg(sysroot)
+        .args(args))
+}
+
+/// Our deploy with its defaults (the entry names of ostree ≥ 2024.5).
+pub fn ours_default(sysroot: &Path, args: &[&str]) -> Output {
     run(Command::new(BIN)
         .arg("deploy")
         .arg("--sysroot")
@@ -234,6 +246,21 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
             walk(root, &n, out);
         }
     }
+}
+
+/// [`snapshot`] without the deployments' backing directories, which ostree ≥ 2025 creates
+/// and 2022.7 does not: for the differential tests against the host's 2022.7.
+pub fn snapshot_2022(root: &Path) -> BTreeMap<String, String> {
+    snapshot(root)
+        .into_iter()
+        .filter(|(k, _)| {
+            let mut parts = k.split('/');
+            !(parts.next() == Some("ostree")
+                && parts.next() == Some("deploy")
+                && parts.next().is_some()
+                && parts.next() == Some("backing"))
+        })
+        .collect()
 }
 
 /// [`snapshot`] without link counts, which change when another checkout shares objects.
