@@ -126,7 +126,11 @@ fn upgrade_with_local_etc_changes_matches_ostree() {
         String::from_utf8_lossy(&out.stdout)
             .contains("Copying /etc changes: 2 modified, 1 removed, 2 added")
     );
-    assert_same(&snapshot_2022(&a), &snapshot_2022(&b), "upgrade with /etc merge");
+    assert_same(
+        &snapshot_2022(&a),
+        &snapshot_2022(&b),
+        "upgrade with /etc merge",
+    );
     assert_eq!(status(&a), status(&b));
     let etc = deployment_dirs(&b)[0].join("etc");
     assert_eq!(
