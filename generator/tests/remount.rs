@@ -22,11 +22,13 @@ mount -t tmpfs -o "$SYSROOT" tmpfs "$R/sysroot"
 mount -t tmpfs -o "$ETC" tmpfs "$R/etc"
 if [ "$VAR" = symlink ]; then ln -s sysroot/var "$R/var"; else mkdir -p "$R/var"; mount -t tmpfs -o "$VAR" tmpfs "$R/var"; fi
 if [ "$ROOT_RO" = ro ]; then mount -o remount,ro "$R"; fi
+# systemd makes every mount shared; the remount must leave that as it is.
+for m in sysroot etc var; do [ -L "$R/$m" ] || mount --make-shared "$R/$m"; done
 rc=0
 OSTREE_REMOUNT_ROOT=$R SYSTEMD_LOG_TARGET=console "$BIN" || rc=$?
 echo "rc=$rc"
 for m in sysroot etc var; do
-    if [ -L "$R/$m" ]; then echo "$m=link"; else echo "$m=$(findmnt -no OPTIONS "$R/$m" | cut -d, -f1)"; fi
+    if [ -L "$R/$m" ]; then echo "$m=link"; else echo "$m=$(findmnt -no OPTIONS "$R/$m" | cut -d, -f1)"; echo "$m.propagation=$(findmnt -no PROPAGATION "$R/$m")"; fi
 done
 if [ -e "$R/run/ostree-booted" ]; then echo "booted=$(stat -c %a:%s "$R/run/ostree-booted")"; fi
 "#;
@@ -177,4 +179,17 @@ fn broken_booted_file_fails_with_its_name() {
     // Nothing was remounted on bad input.
     has(&out, "sysroot=ro");
     has(&out, "var=ro");
+}
+
+/// Upstream's ostree-remount (2025+) no longer makes /sysroot recursively private: the
+/// propagation of /sysroot, /etc and /var (shared, as systemd mounts them) is unchanged.
+#[test]
+fn mount_propagation_is_left_as_it_is() {
+    for booted in [LEGACY_RW, COMPOSEFS_RO] {
+        let out = run(Some(&hex::decode(booted).unwrap()), false, "ro", "ro", "ro");
+        has(&out, "rc=0");
+        for m in ["sysroot", "etc", "var"] {
+            has(&out, &format!("{m}.propagation=shared"));
+        }
+    }
 }
