@@ -45,12 +45,31 @@ fn normalize(fstype: &str, opts: &str) -> String {
 }
 
 fn run(p: &Peer, sr: &Sysroot, bin: &str, conf: &Conf) -> (Outcome, String) {
+    run_on(p, sr, bin, conf, None)
+}
+
+/// [`run`]; with `btrfs`, the sysroot is copied onto that (fresh) btrfs image, loop
+/// mounted at `/sysroot` inside the namespace, instead of bound; the loop device node is
+/// made visible in the chroot's `/dev`, as devtmpfs shows it in an initrd.
+fn run_on(
+    p: &Peer,
+    sr: &Sysroot,
+    bin: &str,
+    conf: &Conf,
+    btrfs: Option<&std::path::Path>,
+) -> (Outcome, String) {
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     let w = work.path();
-    let mut setup = format!(
-        "mkdir -p \"$R/sysroot\" \"$R/etc/ostree\" \"$R/usr/lib/ostree\"\nmount --bind {sr} \"$R/sysroot\"\n",
-        sr = quote(&sr.path.display().to_string())
-    );
+    let srq = quote(&sr.path.display().to_string());
+    let mut setup = "mkdir -p \"$R/sysroot\" \"$R/etc/ostree\" \"$R/usr/lib/ostree\"\n".to_string();
+    match btrfs {
+        None => setup.push_str(&format!("mount --bind {srq} \"$R/sysroot\"\n")),
+        Some(img) => setup.push_str(&format!(
+            "mount -o loop {img} \"$R/sysroot\"\ncp -a {srq}/. \"$R/sysroot/\"\n\
+             loop=$(findmnt -no SOURCE \"$R/sysroot\"); : > \"$R$loop\"; mount --bind \"$loop\" \"$R$loop\"\n",
+            img = quote(&img.display().to_string())
+        )),
+    }
     for (path, content) in [
         (
             "usr/lib/ostree/prepare-root.conf",
@@ -316,4 +335,48 @@ fn same_verdicts_on_signed_commits_as_2026() {
         )
         .ok
     );
+}
+
+/// A physical root on btrfs (anonymous st_dev): both find its one device through
+/// BTRFS_IOC_FS_INFO for /run/systemd/volatile-root, the loop device here.
+#[test]
+fn volatile_root_on_btrfs_as_2026() {
+    let Some((p, _g, sr)) = fixture(true) else {
+        return;
+    };
+    let img = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+    img.as_file().set_len(200 << 20).unwrap();
+    let mk = std::process::Command::new("mkfs.btrfs")
+        .args(["-q", "-f"])
+        .arg(img.path())
+        .output()
+        .expect("mkfs.btrfs (scripts/setup.sh installs btrfs-progs)");
+    assert!(
+        mk.status.success(),
+        "mkfs.btrfs: {}",
+        String::from_utf8_lossy(&mk.stderr)
+    );
+    let conf = Conf {
+        usr_conf: Some(YES),
+        ..Default::default()
+    };
+    let (a, ta) = run_on(&p, &sr, "upstream", &conf, Some(img.path()));
+    let (b, tb) = run_on(
+        &p,
+        &sr,
+        &common::prepare_root_bin(),
+        &conf,
+        Some(img.path()),
+    );
+    assert!(a.ok && b.ok, "upstream:\n{ta}\nours:\n{tb}");
+    assert!(
+        a.volatile_root.starts_with("/dev/block/7:"),
+        "upstream: {a:?}\n{ta}"
+    );
+    // Each run attached its own loop device; the link names it.
+    assert!(
+        b.volatile_root.starts_with("/dev/block/7:"),
+        "ours: {b:?}\n{tb}"
+    );
+    assert_eq!(a.mounts, b.mounts);
 }
