@@ -193,3 +193,70 @@ fn mount_propagation_is_left_as_it_is() {
         }
     }
 }
+
+/// Upstream's ostree-remount (ostree 2026.x, `tests/src/peer.rs`) and ours, each in the
+/// peer chroot in a namespace of its own, on the same mounts (shared, as systemd leaves
+/// them) and `/run/ostree-booted`: the same exit status and, for /sysroot, /etc and /var,
+/// the same read-only flag and propagation afterwards.
+fn remount_in_peer(
+    peer: &ostree_boot_tests::peer::Peer,
+    exe: &str,
+    booted: &[u8],
+    sysroot: &str,
+    etc: &str,
+    var: &str,
+) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let b = work.path().join("booted");
+    std::fs::write(&b, booted).unwrap();
+    let q = |p: &std::path::Path| ostree_boot_tests::peer::quote(&p.display().to_string());
+    let setup = format!(
+        r#"mkdir -p "$R/sysroot"; mount -t tmpfs -o {sysroot} tmpfs "$R/sysroot"
+mount --bind "$R/etc" "$R/etc"; mount -o remount,bind,{etc} "$R/etc"
+mount -t tmpfs -o {var} tmpfs "$R/var"
+for m in sysroot etc var; do mount --make-shared "$R/$m"; done
+cp {b} "$R/run/ostree-booted"
+cp {bin} "$R/usr/local/bin/ours-remount"
+"#,
+        b = q(&b),
+        bin = ostree_boot_tests::peer::quote(BIN),
+    );
+    let o = peer.run_with(
+        &[],
+        &setup,
+        &format!(
+            "{exe} >/dev/null 2>&1; echo rc=$?; for m in /sysroot /etc /var; do \
+             echo \"$m $(findmnt -no OPTIONS $m | cut -d, -f1) $(findmnt -no PROPAGATION $m)\"; done"
+        ),
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn same_remounts_as_2026() {
+    let Some(peer) = ostree_boot_tests::peer::peer() else {
+        return;
+    };
+    for (booted, sysroot, etc, var) in [
+        (LEGACY_RW, "ro", "ro", "ro"),
+        (LEGACY_RW, "rw", "rw", "rw"),
+        (COMPOSEFS_RO, "rw", "ro", "ro"),
+        (COMPOSEFS_RO, "ro", "rw", "ro"),
+    ] {
+        let b = hex::decode(booted).unwrap();
+        let theirs = remount_in_peer(
+            &peer,
+            "/usr/lib/ostree/ostree-remount",
+            &b,
+            sysroot,
+            etc,
+            var,
+        );
+        let ours = remount_in_peer(&peer, "/usr/local/bin/ours-remount", &b, sysroot, etc, var);
+        assert!(
+            theirs.contains("rc=0") && theirs.lines().count() == 4,
+            "{theirs}"
+        );
+        assert_eq!(theirs, ours, "sysroot={sysroot} etc={etc} var={var}");
+    }
+}
