@@ -36,7 +36,8 @@ initrd-static:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	shellcheck -x tests/vm/*.sh tests/vm/guest/*.sh tests/vm/*.case tests/vm/cases/*.case scripts/demo.sh
+	shellcheck -x tests/vm/*.sh tests/vm/guest/*.sh tests/vm/*.case tests/vm/cases/*.case scripts/demo.sh \
+		scripts/peer-sid.sh scripts/peer-run.sh
 
 test:
 	$(CARGO) test --workspace

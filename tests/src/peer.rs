@@ -2,11 +2,11 @@
 //! `ostree-boot` (prepare-root, remount, generator), in the chroot `scripts/peer-sid.sh`
 //! builds once under `build/peer-sid` (or where `OSTREE_PEER_SID` says).
 //!
-//! Every run happens in a private mount namespace of its own: the chroot is an overlay
-//! whose upper layer is a tmpfs (so the cached chroot is never written, and a run may
-//! create files or mount points anywhere in it), with proc, sys and /dev mounted and the
-//! host paths under test bind-mounted at the same absolute paths. All of it goes away
-//! with the namespace when the command exits; nothing outlives a run.
+//! Every run goes through `scripts/peer-run.sh`: a private mount namespace of its own,
+//! the chroot an overlay whose upper layer is a tmpfs (so the cached chroot is never
+//! written, and a run may create files or mount points anywhere in it), proc, sys and a
+//! small /dev mounted, the host paths under test bind-mounted at the same absolute paths.
+//! All of it goes away with the namespace when the command exits; nothing outlives a run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,14 +22,19 @@ pub struct Peer {
     pub version: String,
 }
 
+/// The workspace root (this crate is `tests/` in it).
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
 /// Where the peer chroot is looked for.
 pub fn peer_dir() -> PathBuf {
     match std::env::var_os("OSTREE_PEER_SID") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .join("build/peer-sid"),
+        _ => workspace().join("build/peer-sid"),
     }
 }
 
@@ -117,50 +122,22 @@ impl Peer {
 
     /// As [`Peer::run`]; `host_setup` runs on the host side of the namespace after the
     /// chroot is assembled in `$R` (e.g. to bind a file over `$R/proc/cmdline`).
+    /// `scripts/peer-run.sh` does the work (the VM harness uses it too).
     pub fn run_with(&self, binds: &[&Path], host_setup: &str, script: &str) -> Output {
-        let scratch = tempfile::Builder::new()
-            .prefix("peer-ns.")
-            .tempdir()
-            .expect("scratch dir for the peer namespace");
-        let s = scratch.path().display().to_string();
-        let mut bind_lines = String::new();
+        let mut cmd = Command::new("bash");
+        cmd.arg(workspace().join("scripts/peer-run.sh"));
         for b in binds {
-            let b = b.display().to_string();
-            bind_lines.push_str(&format!(
-                "if [ -d {q} ]; then mkdir -p \"$R\"{q}; else mkdir -p \"$(dirname \"$R\"{q})\"; : > \"$R\"{q}; fi\nmount --bind {q} \"$R\"{q}\n",
-                q = quote(&b)
-            ));
+            cmd.arg("-b").arg(b);
         }
-        let full = format!(
-            r#"set -e
-S={s}
-mount -t tmpfs tmpfs "$S"
-mkdir "$S/upper" "$S/work" "$S/root"
-mount -t overlay overlay -o lowerdir={lower},upperdir="$S/upper",workdir="$S/work" "$S/root"
-R="$S/root"
-mount -t proc proc "$R/proc"
-mount -t sysfs sysfs "$R/sys" 2>/dev/null || true
-mount -t tmpfs -o mode=0755 tmpfs "$R/dev"
-for n in null zero full random urandom tty; do : > "$R/dev/$n"; mount --bind /dev/$n "$R/dev/$n"; done
-ln -s /proc/self/fd "$R/dev/fd"
-mount -t tmpfs -o mode=0755 tmpfs "$R/run"
-mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
-mount -t tmpfs -o mode=1777 tmpfs "$R/var/tmp"
-{bind_lines}
-{host_setup}
-set +e
-exec chroot "$R" /bin/sh -c {script}
-"#,
-            lower = quote(&self.root.display().to_string()),
-            script = quote(script),
-        );
-        Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &full])
+        cmd.arg("-s")
+            .arg(host_setup)
+            .arg("--")
+            .arg(script)
+            .env("OSTREE_PEER_SID", &self.root)
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("LC_ALL", "C.UTF-8")
-            .env_remove("OSTREE_SYSROOT")
-            .output()
-            .expect("running unshare for the peer")
+            .env_remove("OSTREE_SYSROOT");
+        cmd.output().expect("running scripts/peer-run.sh")
     }
 
     /// [`Peer::run`], asserting success; returns stdout.
