@@ -212,3 +212,75 @@ fn deployed_images_match_2026_both_verity_states() {
         }
     }
 }
+
+/// ostree's tests/test-composefs.sh tree (setup_test_repository's test2, no whiteouts).
+fn test2_tree(src: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["baz/deeper", "baz/another", "baz/sub1", "baz/sub2"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for (p, c, m) in [
+        ("firstfile", "first\n", 0o644),
+        ("baz/cow", "moo\n", 0o644),
+        ("baz/cowro", "mooro\n", 0o600),
+        ("baz/saucer", "alien\n", 0o644),
+        ("baz/deeper/ohyeah", "hi\n", 0o644),
+        ("baz/deeper/ohyeahx", "hix\n", 0o755),
+        ("baz/another/y", "x\n", 0o644),
+        ("baz/sub1/duplicate_a", "SAME_CONTENT\n", 0o644),
+        ("baz/sub1/duplicate_b", "SAME_CONTENT\n", 0o644),
+        ("baz/sub2/duplicate_c", "SAME_CONTENT\n", 0o644),
+    ] {
+        fs::write(src.join(p), c).unwrap();
+        fs::set_permissions(src.join(p), fs::Permissions::from_mode(m)).unwrap();
+    }
+    std::os::unix::fs::symlink("nosuchfile", src.join("somelink")).unwrap();
+    std::os::unix::fs::symlink("nonexistent", src.join("baz/alink")).unwrap();
+}
+
+/// Upstream's own composefs test, run by upstream and by us on the same commit: both give
+/// the digest tests/test-composefs.sh pins.
+#[test]
+fn test_composefs_sh_digest_matches_2026() {
+    let Some(f) = fixture() else { return };
+    let src = f.dir.join("test2");
+    test2_tree(&src);
+    let repo = f.dir.join("repo");
+    let r = format!("--repo={}", repo.display());
+    f.ostree(&[&r, "init", "--mode=bare-user"]);
+    let args = [
+        "--owner-uid=0",
+        "--owner-gid=0",
+        "--no-xattrs",
+        "--canonical-permissions",
+    ];
+    let commit = |branch: &str, extra: &[&str]| {
+        let mut v = vec![r.as_str(), "commit", "-b", branch];
+        v.extend_from_slice(&args);
+        v.extend_from_slice(extra);
+        let s = src.display().to_string();
+        v.push(&s);
+        f.ostree(&v);
+    };
+    commit("theirs", &["--generate-composefs-metadata"]);
+    commit("ours", &[]);
+    run(Command::new(BIN)
+        .arg("commit-metadata")
+        .arg("--repo")
+        .arg(&repo)
+        .arg("ours"));
+    let hex = |b: &str| {
+        f.ostree(&[
+            &r,
+            "show",
+            "--print-hex",
+            &format!("--print-metadata-key={DIGEST_KEY}"),
+            b,
+        ])
+        .trim()
+        .to_string()
+    };
+    let pinned = "be956966c70970ea23b1a8043bca58cfb0d011d490a35a7817b36d04c0210954";
+    assert_eq!(hex("theirs"), pinned);
+    assert_eq!(hex("ours"), pinned);
+}
