@@ -137,7 +137,6 @@ gen_ed25519_key() {
 deployer_supports() {
     case $1 in
         legacy) return 0 ;;
-        peer) [ -f "${OSTREE_PEER_SID:-$REPO_ROOT/build/peer-sid}/.peer-sid-packages" ] ;;
         *) [ -f "$REPO_ROOT/units/kernel-install/88-ostree-composefs.install" ] &&
             [ -x "$RELEASE_DIR/ostree-composefs" ] &&
             "$RELEASE_DIR/ostree-composefs" kernel-install --help >/dev/null 2>&1 ;;
