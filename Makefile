@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR
 RELEASE_DIR := $(CARGO_TARGET_DIR)/release
 
 .PHONY: all setup build release check lint test demo vm-test vm-clean bench fuzz clean \
-	install uninstall man bench-generator
+	install uninstall man bench-generator peer
 
 all: release
 
@@ -36,7 +36,8 @@ initrd-static:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	shellcheck -x tests/vm/*.sh tests/vm/guest/*.sh tests/vm/*.case tests/vm/cases/*.case scripts/demo.sh
+	shellcheck -x tests/vm/*.sh tests/vm/guest/*.sh tests/vm/*.case tests/vm/cases/*.case scripts/demo.sh \
+		scripts/peer-sid.sh scripts/peer-run.sh
 
 test:
 	$(CARGO) test --workspace --exclude ostree-boot-tests
@@ -49,8 +50,13 @@ vm-test: release
 vm-clean:
 	bash -c '. tests/vm/lib.sh && rm_sysroot "$$CACHE"'
 
+# The upstream peer the differential tests compare with (Debian sid's ostree 2026.x with
+# composefs): built once under build/peer-sid, a no-op when its stamp is current.
+peer:
+	bash scripts/peer-sid.sh
+
 # README's test command: everything, from a fresh clone.
-check: setup lint test vm-test
+check: setup lint peer test vm-test
 
 demo: setup release
 	bash scripts/demo.sh
@@ -122,10 +128,15 @@ INSTALL_FILES := \
 	$(foreach u,$(UNITS),$(call entry,$(systemdsystemunitdir)/$(u),644,units/$(u))) \
 	$(call entry,$(tmpfilesdir)/ostree-tmpfiles.conf,644,units/tmpfiles.d/ostree-tmpfiles.conf) \
 	$(call entry,$(dracutmoduledir)/module-setup.sh,755,units/dracut/50ostree/module-setup.sh) \
-	$(call entry,$(kernelinstalldir)/install.conf,644,units/kernel/install.conf) \
 	$(foreach p,$(KERNEL_INSTALL_PLUGINS),$(call entry,$(kernelinstalldir)/install.d/$(notdir $(p)),755,$(p))) \
 	$(foreach m,$(MAN_OUT),$(call entry,$(mandir)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)),644,$(m))) \
 	$(if $(filter yes,$(INSTALL_DRACUT_CONF)),$(call entry,$(dracutconfdir)/ostree.conf,644,units/dracut/ostree.conf))
+
+# Files another package may own: installed only where absent, uninstalled only while
+# they still hold our content. /usr/lib/kernel/install.conf is systemd's or rpm-ostree's
+# on many machines; ours only sets layout=ostree where nothing else says anything.
+INSTALL_KEEP := \
+	$(call entry,$(kernelinstalldir)/install.conf,644,units/kernel/install.conf)
 
 # Directories that belong to us alone: uninstall removes them once empty.
 OWN_DIRS := $(dracutmoduledir) $(libostreedir)
@@ -142,12 +153,24 @@ install: man
 		[ -f "$$src" ] || { echo "install: $$src is missing (run 'make release' first)" >&2; exit 1; }; \
 		echo "  INSTALL $(DESTDIR)$$dest"; \
 		install -D -m "$$mode" "$$src" "$(DESTDIR)$$dest"; \
+	done; \
+	for e in $(INSTALL_KEEP); do \
+		IFS='|' read -r dest mode src <<<"$$e"; \
+		if [ -e "$(DESTDIR)$$dest" ] || [ -L "$(DESTDIR)$$dest" ]; then \
+			echo "  KEEP    $(DESTDIR)$$dest (exists; ours is $$src)"; continue; fi; \
+		echo "  INSTALL $(DESTDIR)$$dest"; \
+		install -D -m "$$mode" "$$src" "$(DESTDIR)$$dest"; \
 	done
 
 uninstall:
 	@set -e; for e in $(INSTALL_FILES); do \
 		IFS='|' read -r dest mode src <<<"$$e"; \
 		if [ -e "$(DESTDIR)$$dest" ] || [ -L "$(DESTDIR)$$dest" ]; then \
+			echo "  RM      $(DESTDIR)$$dest"; rm -f "$(DESTDIR)$$dest"; fi; \
+	done; \
+	for e in $(INSTALL_KEEP); do \
+		IFS='|' read -r dest mode src <<<"$$e"; \
+		if cmp -s "$$src" "$(DESTDIR)$$dest"; then \
 			echo "  RM      $(DESTDIR)$$dest"; rm -f "$(DESTDIR)$$dest"; fi; \
 	done; \
 	for d in $(OWN_DIRS); do [ ! -d "$(DESTDIR)$$d" ] || rmdir --ignore-fail-on-non-empty "$(DESTDIR)$$d"; done

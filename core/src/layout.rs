@@ -2,9 +2,9 @@
 //! Boot Loader Spec entries of the active `boot/loader.N` and the bootlinks they name,
 //! entry files in ostree's format and key order, bootcsums, bootserials, origin files.
 //!
-//! Entry file names follow what Debian 12's ostree (2022.7) writes,
-//! `ostree-<n>-<stateroot>.conf` ("bootloader-naming-1"); ostree ≥ 2024.5 writes
-//! `ostree-<n>.conf` ([`EntryNaming::V2`]). Both are read.
+//! Entry file names follow what ostree ≥ 2024.5 writes by default, `ostree-<n>.conf`
+//! ([`EntryNaming::V2`]); Debian 12's ostree (2022.7) wrote `ostree-<n>-<stateroot>.conf`
+//! ("bootloader-naming-1", still selectable). Both are read.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -261,11 +261,32 @@ pub fn assign_bootserials(deployments: &mut [Deployment]) {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EntryNaming {
-    /// `ostree-<n>-<stateroot>.conf`, written by ostree ≤ 2024.4 (Debian 12).
-    #[default]
+    /// `ostree-<n>-<stateroot>.conf`, written by ostree ≤ 2024.4 (Debian 12), and by later
+    /// ones with `OSTREE_SYSROOT_OPTS=bootloader-naming-1`.
     V1,
-    /// `ostree-<n>.conf`, written by ostree ≥ 2024.5.
+    /// `ostree-<n>.conf`, the default of ostree ≥ 2024.5.
+    #[default]
     V2,
+}
+
+impl EntryNaming {
+    /// The naming upstream picks from `OSTREE_SYSROOT_OPTS` (a GLib debug string: words
+    /// separated by `:;, \t`, case-insensitive, `-` and `_` alike, `all` sets every flag):
+    /// `bootloader-naming-1` selects [`EntryNaming::V1`], anything else the default.
+    pub fn from_sysroot_opts(opts: Option<&str>) -> EntryNaming {
+        let norm = |w: &str| w.to_ascii_lowercase().replace('_', "-");
+        let v1 = opts.is_some_and(|o| {
+            o.split([':', ';', ',', ' ', '\t'])
+                .map(norm)
+                .any(|w| w == "bootloader-naming-1" || w == "all")
+        });
+        if v1 { EntryNaming::V1 } else { EntryNaming::V2 }
+    }
+
+    /// [`EntryNaming::from_sysroot_opts`] of this process's environment.
+    pub fn from_env() -> EntryNaming {
+        Self::from_sysroot_opts(std::env::var("OSTREE_SYSROOT_OPTS").ok().as_deref())
+    }
 }
 
 /// The entry file name for the deployment at `index` of `count`.
@@ -789,6 +810,17 @@ mod tests {
             "ostree-3-os.conf"
         );
         assert_eq!(entry_filename(EntryNaming::V2, 2, 3, "os"), "ostree-1.conf");
+        assert_eq!(EntryNaming::default(), EntryNaming::V2);
+        for (opts, want) in [
+            (None, EntryNaming::V2),
+            (Some(""), EntryNaming::V2),
+            (Some("bootloader-naming-1"), EntryNaming::V1),
+            (Some("early-prune,Bootloader_Naming_1"), EntryNaming::V1),
+            (Some("all"), EntryNaming::V1),
+            (Some("bootloader-naming-10"), EntryNaming::V2),
+        ] {
+            assert_eq!(EntryNaming::from_sysroot_opts(opts), want, "{opts:?}");
+        }
         assert_eq!(
             entry_title("Test OS", Some("1.0"), None, 0),
             "Test OS 1.0 (ostree:0)"

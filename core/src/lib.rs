@@ -6,6 +6,7 @@
 //! prepare-root executes the [`plan`] with syscalls, the generator renders it as units.
 
 pub mod beneath;
+pub mod btrfs;
 pub mod cmdline;
 pub mod composefs;
 pub mod config;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use ostree_boot::ostree::booted::OstreeBooted;
 use rustix::fs::{Mode, OFlags, StatVfsMountFlags};
 use rustix::io::Errno;
-use rustix::mount::{MountFlags, MountPropagationFlags};
+use rustix::mount::MountFlags;
 
 pub const ENV_ROOT: &str = "OSTREE_REMOUNT_ROOT";
 
@@ -60,16 +60,8 @@ pub fn run(root: &Path) -> Result<Vec<Remounted>, RemountError> {
     let at = |p: &str| -> PathBuf { root.join(p.trim_start_matches('/')) };
     let facts = read_facts(&at("/run/ostree-booted"))?;
 
-    // systemd mounts / shared; /sysroot must not be, or a mount under /var (a bind
-    // of the stateroot's var) would propagate into /sysroot/ostree/deploy/…/var.
-    // Missing or not a mount point (NOENT, INVAL): nothing propagates from it anyway.
-    match rustix::mount::mount_change(
-        at("/sysroot"),
-        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-    ) {
-        Ok(()) | Err(Errno::NOENT) | Err(Errno::INVAL) => {}
-        Err(e) => log::warn!("making /sysroot private: {e}"),
-    }
+    // Mount propagation is left as systemd set it (shared), as upstream's remount does
+    // since 2025: making /sysroot private would cut it off from mounts made elsewhere.
 
     // A read-only / that is not composefs is what the admin chose; keep everything.
     if is_readonly(&at("/")).unwrap_or(false) && !facts.composefs {

@@ -504,3 +504,197 @@ fn logs_to_kmsg() {
     // kmsg records: "<prio>,<seq>,<ts>,<flags>;<text>"; daemon (3) and err (3): 3*8+3 = 27.
     assert!(line.starts_with("27,"), "{line}");
 }
+
+/// Upstream's generator (ostree 2026.x, `tests/src/peer.rs`) over every case's root: the
+/// files under the case root are copied into the peer chroot (its /proc/cmdline bound
+/// over the chroot's), its output dirs bound at the same paths.
+fn run_upstream(peer: &ostree_boot_tests::peer::Peer, case_dir: &Path, work: &Path) -> Run {
+    // run_case made work/root (with run/ostree-booted) already.
+    let root = work.join("root");
+    let (out, early, late) = (
+        work.join("u-normal"),
+        work.join("u-early"),
+        work.join("u-late"),
+    );
+    for d in [&out, &early, &late] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let q = |p: &Path| ostree_boot_tests::peer::quote(&p.display().to_string());
+    // Upstream reads only /proc/cmdline and /etc/fstab: the environment overrides a case
+    // gives ours become those files for it.
+    let env = fs::read_to_string(case_dir.join("env")).unwrap_or_default();
+    let var = |k: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    let mut cmdline = root.join("proc/cmdline");
+    if let Some(c) = var("SYSTEMD_PROC_CMDLINE") {
+        cmdline = work.join("env-cmdline");
+        fs::write(&cmdline, format!("{c}\n")).unwrap();
+    }
+    if let Some(f) = var("SYSTEMD_FSTAB") {
+        let src = if Path::new(&f).is_absolute() {
+            PathBuf::from(&f)
+        } else {
+            case_dir.join(&f)
+        };
+        fs::create_dir_all(root.join("etc")).unwrap();
+        let _ = fs::copy(src, root.join("etc/fstab"));
+    }
+    let setup = format!(
+        "tar -C {r} --exclude=./proc -cf - . | tar -C \"$R\" -xf -\n{bind}",
+        r = q(&root),
+        bind = if cmdline.is_file() {
+            format!("mount --bind {} \"$R/proc/cmdline\"", q(&cmdline))
+        } else {
+            // No command line in the case: an empty one, not the host's.
+            format!(
+                ": > {w}/empty-cmdline; mount --bind {w}/empty-cmdline \"$R/proc/cmdline\"",
+                w = q(work)
+            )
+        }
+    );
+    let o = peer.run_with(
+        &[work],
+        &setup,
+        &format!(
+            "/usr/lib/systemd/system-generators/ostree-system-generator {} {} {}",
+            q(&out),
+            q(&early),
+            q(&late)
+        ),
+    );
+    Run {
+        out,
+        status: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Why a difference from upstream's output is expected (docs/differences.md), or None.
+fn documented(
+    case: &Path,
+    work: &Path,
+    ours: &Run,
+    theirs: &Run,
+    diff: &Diff,
+) -> Option<&'static str> {
+    let env = fs::read_to_string(case.join("env")).unwrap_or_default();
+    let root = work.join("root");
+    let in_initrd = env.lines().any(|l| l == "SYSTEMD_IN_INITRD=1");
+    let fstab = fs::read_to_string(root.join("etc/fstab")).unwrap_or_default();
+    let path = match diff {
+        Diff::OnlyOurs(p) | Diff::OnlyUpstream(p) | Diff::Differs(p) => p.as_str(),
+        Diff::Exit => "",
+    };
+    if theirs.status != 0 && theirs.stderr.contains("Invalid ostree= argument '\"") {
+        return Some("a quoted ostree= is unquoted as systemd does; upstream refuses it");
+    }
+    if !root.join("run/ostree").is_dir() {
+        return Some(
+            "/run/ostree-booted alone (older initrds) is enough for us; upstream wants /run/ostree",
+        );
+    }
+    match diff {
+        Diff::OnlyOurs(_)
+            if in_initrd
+                && (path.starts_with("initrd-root-fs.target.requires")
+                    || path.starts_with("ostree-prepare-root.service.d")) =>
+        {
+            Some(
+                "initrd wiring of prepare-root from the generator (upstream: static unit + dracut)",
+            )
+        }
+        Diff::OnlyOurs(_) if path.starts_with("etc.mount.d") => {
+            Some("soft-reboot drop-in for etc.mount as for sysroot.mount (addition)")
+        }
+        Diff::OnlyUpstream(_)
+            if path.starts_with("multi-user.target.wants")
+                && !root
+                    .join("usr/lib/systemd/system/ostree-boot-complete.service")
+                    .exists() =>
+        {
+            Some("no wants link to an ostree-boot-complete.service that is not installed")
+        }
+        Diff::OnlyUpstream(_)
+            if (path == "boot.mount" || path == "local-fs.target.requires/boot.mount")
+                && fstab
+                    .lines()
+                    .any(|l| l.split_whitespace().nth(1) == Some("/boot")) =>
+        {
+            Some(
+                "/boot in fstab is left to systemd-fstab-generator (two boot.mount units conflict)",
+            )
+        }
+        Diff::Exit if ours.status != 0 && case.join("status").is_file() => {
+            Some("broken input fails the generator with a message; upstream ignores it")
+        }
+        _ => None,
+    }
+}
+
+#[derive(Debug)]
+enum Diff {
+    OnlyOurs(String),
+    OnlyUpstream(String),
+    Differs(String),
+    Exit,
+}
+
+/// Same case roots, same command lines and fstabs, `/run/ostree-booted` contents, initrd
+/// and real root: upstream's output tree and ours are identical, file for file and byte
+/// for byte, but for the documented differences.
+#[test]
+fn upstream_2026_generator_agrees() {
+    let Some(peer) = ostree_boot_tests::peer::peer() else {
+        return;
+    };
+    let mut report = Vec::new();
+    let mut compared = 0;
+    for case in &case_dirs() {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let work = tempfile::tempdir().unwrap();
+        let ours = run_case(case, work.path());
+        let theirs = run_upstream(&peer, case, work.path());
+        let (a, b) = (tree(&theirs.out), tree(&ours.out));
+        let mut diffs = Vec::new();
+        for (p, e) in &a {
+            match b.get(p) {
+                None => diffs.push(Diff::OnlyUpstream(p.clone())),
+                Some(x) if x != e => diffs.push(Diff::Differs(p.clone())),
+                Some(_) => compared += 1,
+            }
+        }
+        diffs.extend(
+            b.keys()
+                .filter(|p| !a.contains_key(*p))
+                .map(|p| Diff::OnlyOurs(p.clone())),
+        );
+        if (theirs.status == 0) != (ours.status == 0) {
+            diffs.push(Diff::Exit);
+        }
+        for d in diffs {
+            if documented(case, work.path(), &ours, &theirs, &d).is_none() {
+                let detail = match &d {
+                    Diff::Differs(p) => format!("\n upstream: {:?}\n ours: {:?}", a[p], b[p]),
+                    Diff::Exit => format!(
+                        " upstream {} ours {}: {}{}",
+                        theirs.status, ours.status, theirs.stderr, ours.stderr
+                    ),
+                    _ => String::new(),
+                };
+                report.push(format!("{name}: {d:?}{detail}"));
+            }
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "undocumented differences from upstream:\n{}",
+        report.join("\n")
+    );
+    assert!(
+        compared >= 40,
+        "only {compared} identical files: is the peer generating at all?"
+    );
+}

@@ -159,6 +159,25 @@ fn make_install_and_uninstall() {
     assert!(!dest.join("usr/lib/ostree").exists());
 }
 
+/// An existing /usr/lib/kernel/install.conf (systemd's, rpm-ostree's) is neither
+/// overwritten by install nor removed by uninstall.
+#[test]
+fn make_install_keeps_an_existing_kernel_install_conf() {
+    let work = tempfile::tempdir().unwrap();
+    let bins = release_dir(work.path());
+    let dest = work.path().join("dest");
+    let destdir = format!("DESTDIR={}", dest.display());
+    let release = format!("RELEASE_DIR={}", bins.display());
+    let conf = dest.join("usr/lib/kernel/install.conf");
+    fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    fs::write(&conf, "layout=bls\n").unwrap();
+    let out = make(&["install", &destdir, "PREFIX=/usr", &release]);
+    assert!(out.contains("KEEP"), "{out}");
+    assert_eq!(fs::read_to_string(&conf).unwrap(), "layout=bls\n");
+    make(&["uninstall", &destdir, "PREFIX=/usr", &release]);
+    assert_eq!(fs::read_to_string(&conf).unwrap(), "layout=bls\n");
+}
+
 #[test]
 fn make_install_honours_prefix() {
     let work = tempfile::tempdir().unwrap();

@@ -22,11 +22,13 @@ mount -t tmpfs -o "$SYSROOT" tmpfs "$R/sysroot"
 mount -t tmpfs -o "$ETC" tmpfs "$R/etc"
 if [ "$VAR" = symlink ]; then ln -s sysroot/var "$R/var"; else mkdir -p "$R/var"; mount -t tmpfs -o "$VAR" tmpfs "$R/var"; fi
 if [ "$ROOT_RO" = ro ]; then mount -o remount,ro "$R"; fi
+# systemd makes every mount shared; the remount must leave that as it is.
+for m in sysroot etc var; do [ -L "$R/$m" ] || mount --make-shared "$R/$m"; done
 rc=0
 OSTREE_REMOUNT_ROOT=$R SYSTEMD_LOG_TARGET=console "$BIN" || rc=$?
 echo "rc=$rc"
 for m in sysroot etc var; do
-    if [ -L "$R/$m" ]; then echo "$m=link"; else echo "$m=$(findmnt -no OPTIONS "$R/$m" | cut -d, -f1)"; fi
+    if [ -L "$R/$m" ]; then echo "$m=link"; else echo "$m=$(findmnt -no OPTIONS "$R/$m" | cut -d, -f1)"; echo "$m.propagation=$(findmnt -no PROPAGATION "$R/$m")"; fi
 done
 if [ -e "$R/run/ostree-booted" ]; then echo "booted=$(stat -c %a:%s "$R/run/ostree-booted")"; fi
 "#;
@@ -177,4 +179,84 @@ fn broken_booted_file_fails_with_its_name() {
     // Nothing was remounted on bad input.
     has(&out, "sysroot=ro");
     has(&out, "var=ro");
+}
+
+/// Upstream's ostree-remount (2025+) no longer makes /sysroot recursively private: the
+/// propagation of /sysroot, /etc and /var (shared, as systemd mounts them) is unchanged.
+#[test]
+fn mount_propagation_is_left_as_it_is() {
+    for booted in [LEGACY_RW, COMPOSEFS_RO] {
+        let out = run(Some(&hex::decode(booted).unwrap()), false, "ro", "ro", "ro");
+        has(&out, "rc=0");
+        for m in ["sysroot", "etc", "var"] {
+            has(&out, &format!("{m}.propagation=shared"));
+        }
+    }
+}
+
+/// Upstream's ostree-remount (ostree 2026.x, `tests/src/peer.rs`) and ours, each in the
+/// peer chroot in a namespace of its own, on the same mounts (shared, as systemd leaves
+/// them) and `/run/ostree-booted`: the same exit status and, for /sysroot, /etc and /var,
+/// the same read-only flag and propagation afterwards.
+fn remount_in_peer(
+    peer: &ostree_boot_tests::peer::Peer,
+    exe: &str,
+    booted: &[u8],
+    sysroot: &str,
+    etc: &str,
+    var: &str,
+) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let b = work.path().join("booted");
+    std::fs::write(&b, booted).unwrap();
+    let q = |p: &std::path::Path| ostree_boot_tests::peer::quote(&p.display().to_string());
+    let setup = format!(
+        r#"mkdir -p "$R/sysroot"; mount -t tmpfs -o {sysroot} tmpfs "$R/sysroot"
+mount --bind "$R/etc" "$R/etc"; mount -o remount,bind,{etc} "$R/etc"
+mount -t tmpfs -o {var} tmpfs "$R/var"
+for m in sysroot etc var; do mount --make-shared "$R/$m"; done
+cp {b} "$R/run/ostree-booted"
+cp {bin} "$R/usr/local/bin/ours-remount"
+"#,
+        b = q(&b),
+        bin = ostree_boot_tests::peer::quote(BIN),
+    );
+    let o = peer.run_with(
+        &[],
+        &setup,
+        &format!(
+            "{exe} >/dev/null 2>&1; echo rc=$?; for m in /sysroot /etc /var; do \
+             echo \"$m $(findmnt -no OPTIONS $m | cut -d, -f1) $(findmnt -no PROPAGATION $m)\"; done"
+        ),
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn same_remounts_as_2026() {
+    let Some(peer) = ostree_boot_tests::peer::peer() else {
+        return;
+    };
+    for (booted, sysroot, etc, var) in [
+        (LEGACY_RW, "ro", "ro", "ro"),
+        (LEGACY_RW, "rw", "rw", "rw"),
+        (COMPOSEFS_RO, "rw", "ro", "ro"),
+        (COMPOSEFS_RO, "ro", "rw", "ro"),
+    ] {
+        let b = hex::decode(booted).unwrap();
+        let theirs = remount_in_peer(
+            &peer,
+            "/usr/lib/ostree/ostree-remount",
+            &b,
+            sysroot,
+            etc,
+            var,
+        );
+        let ours = remount_in_peer(&peer, "/usr/local/bin/ours-remount", &b, sysroot, etc, var);
+        assert!(
+            theirs.contains("rc=0") && theirs.lines().count() == 4,
+            "{theirs}"
+        );
+        assert_eq!(theirs, ours, "sysroot={sysroot} etc={etc} var={var}");
+    }
 }

@@ -479,12 +479,10 @@ fn clear_errors() {
         err.contains("[kernel-install] keep") && err.contains("kernel-install.conf:3"),
         "{err}"
     );
-    // No ostree sysroot; no repo.
+    // No ostree sysroot, or no repo in it: not ours, exit 0 without a word of error
+    // (not_an_ostree_sysroot_is_left_alone checks that nothing is touched).
     write(&conf, "[kernel-install]\nsysroot=/nonexistent\n");
-    assert!(
-        e.fails(&["add", KVER, &k, &i])
-            .contains("not an ostree sysroot")
-    );
+    e.ok(&["add", KVER, &k, &i]);
     let bare = e.t.path().join("norepo");
     fs::create_dir_all(bare.join("ostree")).unwrap();
     fs::create_dir_all(bare.join("boot")).unwrap();
@@ -492,10 +490,8 @@ fn clear_errors() {
         &conf,
         &format!("[kernel-install]\nsysroot={}\n", bare.display()),
     );
-    assert!(
-        e.fails(&["add", KVER, &k, &i])
-            .contains("no ostree repository")
-    );
+    e.ok(&["add", KVER, &k, &i]);
+    e.ok(&["remove", KVER]);
     // Kernel missing (kernel-install checks the image itself; the plugin too).
     write(
         &conf,
@@ -661,4 +657,58 @@ fn prepare_root_check_refuses_the_other_initrds_deployment() {
             "{out}"
         );
     }
+}
+
+/// layout=ostree on a machine without ostree/repo (a container build where rpm-ostree's
+/// plugin owns the layout): add and remove exit 0 and touch nothing.
+#[test]
+fn not_an_ostree_sysroot_is_left_alone() {
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@/../plain\n") else {
+        return;
+    };
+    let plain = e.t.path().join("plain");
+    fs::create_dir_all(plain.join("boot")).unwrap();
+    let before = snapshot(e.t.path());
+    let (k, i) = (e.kernel.to_str().unwrap(), e.initrd.to_str().unwrap());
+    e.ok(&["add", KVER, k, i]);
+    e.ok(&["remove", KVER]);
+    assert_same(&before, &snapshot(e.t.path()), "a non-ostree machine");
+}
+
+/// Deployments whose entries carry 2022.7's names (`ostree-N-STATEROOT.conf`) are found
+/// by `remove`, which rewrites the rest with today's names.
+#[test]
+fn remove_finds_entries_of_both_namings() {
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\n") else {
+        return;
+    };
+    let (k, i) = (e.kernel.to_str().unwrap(), e.initrd.to_str().unwrap());
+    let out = Command::new("kernel-install")
+        .args(["add", "6.1.0-other", k, i])
+        .env("KERNEL_INSTALL_CONF_ROOT", &e.conf)
+        .env("BOOT_ROOT", e.sysroot.join("boot"))
+        .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
+        .env("KERNEL_INSTALL_PLUGINS", plugin())
+        .env("OSTREE_COMPOSEFS", BIN)
+        .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &e.kiroot)
+        .env("OSTREE_SYSROOT_OPTS", "bootloader-naming-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = || {
+        let mut v: Vec<String> = fs::read_dir(e.sysroot.join("boot/loader/entries"))
+            .unwrap()
+            .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(), ["ostree-1-testos.conf", "ostree-2-testos.conf"]);
+    e.ok(&["remove", "6.1.0-other"]);
+    assert_eq!(names(), ["ostree-1.conf"]);
+    assert_eq!(deployment_dirs(&e.sysroot).len(), 1);
 }

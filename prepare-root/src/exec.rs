@@ -234,9 +234,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The block device that backs the physical root, for `/run/systemd/volatile-root`:
 /// `/dev/gpt-auto-root` when it is a block device, else the root's `st_dev` when it is a
-/// real (non-anonymous) device. btrfs's anonymous device numbers are not resolved (ostree
-/// asks BTRFS_IOC_FS_INFO there); the link is then skipped, which ostree also does when
-/// nothing is found.
+/// real (non-anonymous) device, else (btrfs's anonymous device numbers) the one device of
+/// a single-device btrfs, as ostree asks it (BTRFS_IOC_FS_INFO). None: the link is
+/// skipped, as ostree does when nothing is found.
 pub fn physical_root_device(root: &Path) -> Option<(u32, u32)> {
     if let Ok(m) = fs::metadata("/dev/gpt-auto-root")
         && m.file_type().is_block_device()
@@ -246,7 +246,10 @@ pub fn physical_root_device(root: &Path) -> Option<(u32, u32)> {
     }
     let dev = fs::metadata(root).ok()?.dev();
     let (maj, min) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-    (maj != 0).then_some((maj, min))
+    if maj != 0 {
+        return Some((maj, min));
+    }
+    ostree_boot::btrfs::single_device(root)
 }
 
 /// `link` (`/run/systemd/volatile-root`) `-> /dev/block/MAJ:MIN` of the physical root, so

@@ -97,6 +97,11 @@ vm_cases! {
     tamper_image => "tamper-image",
     tamper_object => "tamper-object",
     unsigned_commit => "unsigned-commit",
+    upstream_deploy_tamper => "upstream-deploy-tamper",
+    upstream_deploy_yes => "upstream-deploy-yes",
+    upstream_prepare_root_signed => "upstream-prepare-root-signed",
+    upstream_prepare_root_tamper => "upstream-prepare-root-tamper",
+    upstream_prepare_root_yes => "upstream-prepare-root-yes",
 }
 
 /// Every case file has a test here, so that a new case cannot be silently left out.

@@ -18,6 +18,10 @@
 #   verity2    like verity, then a second, different commit deployed the same way (keep=2).
 #   signedkey  signing=key with a key made here (KEYDIR/deploy.secret); KEYDIR/other.* is a
 #              second key. The initrd gets no key: cases add one (INITRD_KEY).
+#   peer       the same commit deployed again by upstream's `ostree admin deploy` (Debian
+#              sid's 2026.x with composefs, the peer chroot of scripts/peer-sid.sh, run by
+#              scripts/peer-run.sh), which writes the `.ostree.cfs` ("maybe" verity: no
+#              object digests, the host has no fs-verity); the host's deployment is undeployed.
 # The plugin is the real thing as installed, driven by the host's kernel-install (systemd
 # 252) with its configuration roots pointed at temporary files.
 
@@ -70,8 +74,22 @@ vm_deploy() {
             rm -rf "$sysroot.layer"
             plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs"
             ;;
+        peer) peer_deploy "$sysroot" "${karg_opts[@]}" ;;
         *) die "unknown deploy variant '$variant'" ;;
     esac
+}
+
+# peer_deploy SYSROOT KARG_OPTS...: upstream's `ostree admin deploy` of $OSTREE_REF (the
+# peer chroot, SYSROOT bound at its own path), then its `undeploy` of the host's older
+# deployment, so that the disk holds upstream's deployment only.
+peer_deploy() {
+    local sysroot=$1 a cmd
+    shift
+    cmd="ostree admin deploy --sysroot='$sysroot' --os='$STATEROOT'"
+    for a in "$@"; do cmd+=" '$a'"; done
+    cmd+=" '$OSTREE_REF' && ostree admin undeploy --sysroot='$sysroot' 1"
+    bash "$REPO_ROOT/scripts/peer-run.sh" -b "$sysroot" -- "$cmd" >&2 ||
+        die "upstream's ostree admin deploy (peer chroot) failed"
 }
 
 # plugin_deploy SYSROOT TREE SIGNING KEEP KARGS: `kernel-install add` of the tree's kernel

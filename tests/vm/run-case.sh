@@ -84,6 +84,34 @@ write $2 $(basename "$1")
 DEBUGFS
     debugfs -R "stat $1" "$DISK" 2>/dev/null | grep -q 'Inode:' || die "debugfs wrote no $1"
 }
+
+# --- helper for tamper_initrd() ---
+# initrd_upstream_prepare_root: appends to INITRD an archive that replaces
+# /usr/lib/ostree/ostree-prepare-root with upstream's (Debian sid's ostree-boot, 2026.x,
+# from the peer chroot of scripts/peer-sid.sh). Its loader and libraries come along in
+# /usr/lib/ostree-sid (they are sid's, newer than the trixie initrd's), and the installed
+# path becomes a two-line wrapper that runs it through that loader: our unit, generator
+# and dracut module stay, only the program that sets up the root is upstream's.
+initrd_upstream_prepare_root() {
+    local peer w lib
+    peer=${OSTREE_PEER_SID:-$REPO_ROOT/build/peer-sid}
+    [ -f "$peer/.peer-sid-packages" ] || die "no peer chroot in $peer: run scripts/peer-sid.sh"
+    w=$(mktemp -d)
+    mkdir -p "$w/usr/lib/ostree-sid" "$w/usr/lib/ostree"
+    cp "$peer/usr/lib/ostree/ostree-prepare-root" "$w/usr/lib/ostree-sid/"
+    # The libraries as sid's own loader resolves them (ldd only reads, in the chroot).
+    while read -r lib; do
+        cp -L "$peer$lib" "$w/usr/lib/ostree-sid/"
+    done < <(chroot "$peer" ldd /usr/lib/ostree/ostree-prepare-root |
+        awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }')
+    [ -f "$w/usr/lib/ostree-sid/ld-linux-x86-64.so.2" ] || die "no loader among upstream prepare-root's libraries"
+    printf '#!/bin/sh\nexec /usr/lib/ostree-sid/ld-linux-x86-64.so.2 --library-path /usr/lib/ostree-sid /usr/lib/ostree-sid/ostree-prepare-root "$@"\n' \
+        >"$w/usr/lib/ostree/ostree-prepare-root"
+    chmod 755 "$w/usr/lib/ostree/ostree-prepare-root"
+    (cd "$w" && find . | cpio -o -H newc --quiet) >>"$INITRD"
+    rm -rf "$w"
+}
+
 # shellcheck source=/dev/null
 . "$CASE_FILE"
 

@@ -245,7 +245,7 @@ BASE_KARGS="root=/dev/vda rw"
 # Which paths get fs-verity in the verity pass, per variant (empty: no pass).
 verity_paths() {
     case $1 in
-        legacy | composefs) echo "" ;;
+        legacy | composefs | peer) echo "" ;;
         *) echo "/mnt/ostree/repo/objects /mnt/ostree/deploy/$STATEROOT/deploy/*/.ostree.cfs" ;;
     esac
 }

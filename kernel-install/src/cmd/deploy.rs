@@ -33,8 +33,12 @@ pub struct Args {
     /// Kernel version for the file names under /boot (default: from the tree).
     #[arg(long, value_name = "KVER", requires = "kernel")]
     kver: Option<String>,
-    /// Entry file names of ostree >= 2024.5 (ostree-N.conf) instead of ostree-N-STATEROOT.conf.
-    #[arg(long)]
+    /// Entry file names of ostree <= 2024.4, ostree-N-STATEROOT.conf, instead of
+    /// ostree-N.conf (also chosen by OSTREE_SYSROOT_OPTS=bootloader-naming-1, as upstream).
+    #[arg(long, conflicts_with = "bootloader_naming_2")]
+    bootloader_naming_1: bool,
+    /// ostree-N.conf entry names: the default, kept for scripts that ask for it.
+    #[arg(long, hide = true)]
     bootloader_naming_2: bool,
     /// Commit checksum or ref.
     rev: String,
@@ -53,11 +57,7 @@ pub fn run(a: Args) -> Result<i32> {
             kver: a.kver,
         }),
         origin_refspec: None,
-        naming: if a.bootloader_naming_2 {
-            EntryNaming::V2
-        } else {
-            EntryNaming::V1
-        },
+        naming: entry_naming(a.bootloader_naming_1, a.bootloader_naming_2),
     };
     let r = deploy::deploy(&opts)?;
     if let Some((m, rm, ad)) = r.etc_changes {
@@ -71,4 +71,15 @@ pub fn run(a: Args) -> Result<i32> {
         r.stateroot, r.csum, r.deployserial, r.bootcsum
     );
     Ok(0)
+}
+
+/// The entry naming from the flags, else from `OSTREE_SYSROOT_OPTS` as upstream.
+pub fn entry_naming(v1: bool, v2: bool) -> EntryNaming {
+    if v1 {
+        EntryNaming::V1
+    } else if v2 {
+        EntryNaming::V2
+    } else {
+        EntryNaming::from_env()
+    }
 }

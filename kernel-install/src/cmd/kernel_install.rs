@@ -3,7 +3,7 @@
 //! `layout=ostree`, `add` deploys a composefs deployment booting the given kernel and
 //! exits 77 so that no later plugin writes a non-ostree entry; `remove` drops the
 //! deployments booting that kernel (never the booted one) and exits 77. Any other
-//! layout: nothing, exit 0.
+//! layout, or a machine that is not an ostree sysroot (no `ostree/repo`): nothing, exit 0.
 //!
 //! Configuration: `ostree/kernel-install.conf` under `/etc`, else `/usr/lib` (the first
 //! found wins wholesale, like prepare-root.conf), GKeyFile syntax, group
@@ -306,13 +306,16 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
             rest.len()
         );
     };
+    let conf_root = env("OSTREE_KERNEL_INSTALL_CONF_ROOT").unwrap_or_else(|| "/".into());
+    let cfg = Config::load(Path::new(&conf_root))?;
+    let sysroot = cfg.sysroot.clone();
+    if not_ours(&sysroot, verbose) {
+        return Ok(0);
+    }
     let kernel = PathBuf::from(kernel);
     if !kernel.is_file() {
         bail!("kernel image {} does not exist", kernel.display());
     }
-    let conf_root = env("OSTREE_KERNEL_INSTALL_CONF_ROOT").unwrap_or_else(|| "/".into());
-    let cfg = Config::load(Path::new(&conf_root))?;
-    let sysroot = cfg.sysroot.clone();
     deploy::check_sysroot(&sysroot)?;
     // Sealing writes commit objects before the deploy does anything.
     deploy::ensure_writable_sysroot(&sysroot)?;
@@ -422,7 +425,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
             kver: Some(kver.clone()),
         }),
         origin_refspec: Some(refspec),
-        naming: layout::EntryNaming::V1,
+        naming: layout::EntryNaming::from_env(),
     };
     let r = deploy::deploy(&opts)?;
     drop(tmp);
@@ -442,11 +445,14 @@ fn remove(rest: &[String], verbose: bool) -> Result<i32> {
     };
     let conf_root = env("OSTREE_KERNEL_INSTALL_CONF_ROOT").unwrap_or_else(|| "/".into());
     let cfg = Config::load(Path::new(&conf_root))?;
+    if not_ours(&cfg.sysroot, verbose) {
+        return Ok(0);
+    }
     deploy::check_sysroot(&cfg.sysroot)?;
     let state = SysrootState::read(&cfg.sysroot)?;
     let booted = deploy::find_booted(&cfg.sysroot, &state);
     let sr = deploy::resolve_stateroot(&cfg.sysroot, cfg.stateroot.as_deref(), booted.as_ref())?;
-    let gone = deploy::undeploy_kver(&cfg.sysroot, &sr, kver, layout::EntryNaming::V1)?;
+    let gone = deploy::undeploy_kver(&cfg.sysroot, &sr, kver, layout::EntryNaming::from_env())?;
     for d in &gone {
         say(verbose, &format!("removed {}/{}", d.stateroot, d.name()));
     }
@@ -457,6 +463,23 @@ fn remove(rest: &[String], verbose: bool) -> Result<i32> {
         );
     }
     Ok(EXIT_SKIP_REST)
+}
+
+/// `layout=ostree` on a machine that is not an ostree sysroot (no `ostree/repo`): a
+/// container build, where rpm-ostree's `05-rpmostree.install` owns that layout. Not ours
+/// to act on, and not an error: exit 0 and let the other plugins run.
+fn not_ours(sysroot: &Path, verbose: bool) -> bool {
+    if sysroot.join("ostree/repo").is_dir() {
+        return false;
+    }
+    say(
+        verbose,
+        &format!(
+            "{} is not an ostree sysroot (no ostree/repo): nothing to do",
+            sysroot.display()
+        ),
+    );
+    true
 }
 
 pub fn run(a: Args) -> Result<i32> {

@@ -3,25 +3,24 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use ostree_boot::layout::EntryNaming;
 
 /// Remove deployment INDEX (0 is the default) from the boot configuration and disk.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[arg(long, default_value = "/")]
     sysroot: PathBuf,
-    /// Entry file names of ostree >= 2024.5 (ostree-N.conf).
-    #[arg(long)]
+    /// Entry file names of ostree <= 2024.4 (ostree-N-STATEROOT.conf) for the rewritten
+    /// entries (also chosen by OSTREE_SYSROOT_OPTS=bootloader-naming-1).
+    #[arg(long, conflicts_with = "bootloader_naming_2")]
+    bootloader_naming_1: bool,
+    /// ostree-N.conf entry names: the default, kept for scripts that ask for it.
+    #[arg(long, hide = true)]
     bootloader_naming_2: bool,
     index: usize,
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let naming = if a.bootloader_naming_2 {
-        EntryNaming::V2
-    } else {
-        EntryNaming::V1
-    };
+    let naming = super::deploy::entry_naming(a.bootloader_naming_1, a.bootloader_naming_2);
     let d = crate::deploy::undeploy(&a.sysroot, a.index, naming)?;
     println!("Deleted deployment {}/{}", d.stateroot, d.name());
     Ok(0)

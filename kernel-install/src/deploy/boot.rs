@@ -146,12 +146,18 @@ pub fn write_deployments(
     for (p, d) in planned.iter_mut().zip(&deps) {
         p.deployment.bootserial = d.bootserial;
     }
+    // ostree's deployment_bootconfigs_equal: the title carries the commit's version, so
+    // a pair with another version (or stateroot) needs new entries, not only bootlinks.
+    let repo = ostree_boot::ostree::repo::Repo::open(sysroot.join("ostree/repo")).ok();
+    let version = |d: &Deployment| -> Option<String> {
+        let csum = ostree_boot::ostree::objects::parse_checksum(&d.csum).ok()?;
+        let (_, c) = repo.as_ref()?.load_commit(&csum).ok()?;
+        c.metadata.get("version").and_then(|v| v.as_str())
+    };
     let same = old.deployments.len() == deps.len()
-        && old
-            .deployments
-            .iter()
-            .zip(&deps)
-            .all(|(a, b)| a.bootconfig_equal(b));
+        && old.deployments.iter().zip(&deps).all(|(a, b)| {
+            a.bootconfig_equal(b) && a.stateroot == b.stateroot && version(a) == version(b)
+        });
     let bv = old.bootversion;
     if same && !deps.is_empty() {
         // Only the bootlinks move: the entries keep pointing at ostree/boot.BV.
@@ -241,6 +247,18 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
     for sr in layout::list_stateroots(sysroot)? {
         let srdir = sysroot.join("ostree/deploy").join(&sr);
         remove_path(&srdir.join(super::STAGING_DIR))?;
+        // Backing directories go with their deployment (upstream removes them with it;
+        // orphans of an interrupted deploy go too).
+        let bdir = srdir.join("backing");
+        if let Ok(rd) = fs::read_dir(&bdir) {
+            for ent in rd {
+                let ent = ent.with_context(|| format!("reading {}", bdir.display()))?;
+                let name = ent.file_name().to_string_lossy().into_owned();
+                if DeployName::parse(&name).is_ok() && !keep(&sr, &name) {
+                    remove_path(&ent.path())?;
+                }
+            }
+        }
         let ddir = srdir.join("deploy");
         let rd = match fs::read_dir(&ddir) {
             Ok(rd) => rd,

@@ -95,6 +95,35 @@ fn copy_object(obj: &FileObject, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How ostree stores an overlayfs whiteout in a commit: an empty file `.ostree-wh.NAME`.
+const OVERLAY_WHITEOUT_PREFIX: &str = ".ostree-wh.";
+
+/// The overlayfs whiteout NAME (a 0:0 character device) a `.ostree-wh.NAME` file stands
+/// for, with the file's mode, owner and xattrs: upstream's deploy checks out with
+/// `process_passthrough_whiteouts`.
+fn whiteout(obj: &FileObject, dest: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let h = &obj.header;
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        dest,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(h.mode & 0o7777),
+        0,
+    )
+    .with_context(|| format!("creating the whiteout {}", dest.display()))?;
+    let xattrs: Vec<_> = h
+        .xattrs
+        .iter()
+        .map(|x| (x.name.clone(), x.value.clone()))
+        .collect();
+    super::fsutil::set_xattrs(dest, &xattrs)?;
+    std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid))
+        .with_context(|| format!("chown {}", dest.display()))?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(h.mode & 0o7777))
+        .with_context(|| format!("chmod {}", dest.display()))
+}
+
 /// What a checkout did, for the summary line.
 #[derive(Debug, Default)]
 pub struct CheckoutStats {
@@ -184,10 +213,27 @@ pub fn checkout(repo: &Repo, commit: &Commit, dest: &Path) -> Result<CheckoutSta
 }
 
 /// Hardlinks the object of a `bare` repo (whose inode carries owner, mode and xattrs),
-/// else copies it with its recorded metadata. True when linked.
+/// except an empty file, else copies it with its recorded metadata. True when linked.
 fn place_file(repo: &Repo, csum: &Checksum, dest: &Path, hardlink: bool) -> Result<bool> {
-    if hardlink {
-        let obj = repo.object_path(csum, ObjectType::File);
+    if let Some(name) = dest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(OVERLAY_WHITEOUT_PREFIX))
+    {
+        let object = repo.load_file(csum)?;
+        if object.header.mode & S_IFMT != S_IFLNK {
+            if name.is_empty() {
+                bail!("invalid empty overlayfs whiteout {}", dest.display());
+            }
+            whiteout(&object, &dest.with_file_name(name))?;
+            return Ok(false);
+        }
+    }
+    let obj = repo.object_path(csum, ObjectType::File);
+    // Upstream copies empty regular files instead of linking them (since 2023): one
+    // object shared by every empty file of every deployment would hit EMLINK.
+    let empty = hardlink && fs::symlink_metadata(&obj).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if hardlink && !empty {
         match fs::hard_link(&obj, dest) {
             Ok(()) => return Ok(true),
             Err(e)

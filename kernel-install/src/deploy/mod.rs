@@ -484,9 +484,56 @@ fn seed_var(sysroot: &Path, sr: &str, deploy: &Path) -> Result<()> {
     let dst = Dir::open(&staging_root)?;
     ostree_boot::beneath::copy_tree(&tree, OsStr::new("var"), &dst, OsStr::new("var"))
         .context("copying the commit's /var")?;
+    if tree.metadata("usr/lib/tmpfiles.d")?.is_none() {
+        legacy_var_init(&dst.open_dir("var")?)?;
+    }
     fsutil::remove_tree(&var)?;
     fs::rename(&staging, &var)
         .with_context(|| format!("renaming {} to {}", staging.display(), var.display()))
+}
+
+/// The core of `/var` upstream (≥ 2024) creates in a freshly seeded stateroot `var` when
+/// the tree has no `usr/lib/tmpfiles.d` to create it at boot: `tmp` (1777), `lib`, `log`
+/// (journald flushes there before tmpfiles runs), `run` → `../run`, `lock` → `../run/lock`.
+fn legacy_var_init(var: &Dir) -> Result<()> {
+    // Only what is absent is made: an entry the commit ships (even a link) is its data,
+    // never followed or re-moded.
+    for (name, mode) in [("tmp", 0o1777), ("lib", 0o755), ("log", 0o755)] {
+        let name = OsStr::new(name);
+        if var.stat_child(name)?.is_none() {
+            var.mkdir(name, 0o700)?;
+            let d = var.open_dir(name)?;
+            rustix::fs::fchmod(d.fd(), rustix::fs::Mode::from_raw_mode(mode))
+                .with_context(|| format!("chmod {:o} {}", mode, var.path().join(name).display()))?;
+        }
+    }
+    for (name, target) in [("run", "../run"), ("lock", "../run/lock")] {
+        let name = OsStr::new(name);
+        if var.stat_child(name)?.is_none() {
+            var.symlink(Path::new(target), name)?;
+        }
+    }
+    Ok(())
+}
+
+/// The deployment's backing directory as upstream (≥ 2025) prepares it at deploy time:
+/// `ostree/deploy/<sr>/backing/<name>/root-transient/{upper,work}`, the persistent
+/// overlay directories a transient root may use; `upper` takes the root's mode.
+fn init_backing(srdir: &Path, name: &str, deploy_root: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let mode = fs::metadata(deploy_root)
+        .with_context(|| format!("stat {}", deploy_root.display()))?
+        .mode()
+        & 0o7777;
+    let ovl = srdir.join("backing").join(name).join("root-transient");
+    fsutil::mkdir_p(&ovl.join("work"), 0o700)?;
+    let upper = ovl.join("upper");
+    match fs::DirBuilder::new().mode(mode).create(&upper) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("mkdir {}", upper.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `ostree-composefs deploy`.
@@ -637,6 +684,7 @@ fn stage(
     }
     checkpoint("etc-merged")?;
     seed_var(sysroot, sr, &staging)?;
+    init_backing(&srdir, name, &staging)?;
     // Debian's ostree (2022.7) relabels the stateroot /var on first deploy and leaves
     // this stamp; without SELinux there is nothing to relabel, the stamp is the same.
     let selabeled = srdir.join("var/.ostree-selabeled");

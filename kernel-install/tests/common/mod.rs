@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 pub use ostree_boot_test_support::deploy::{
     Scratch, assert_same, commit, copy_tree, deployment_dirs, make_sysroot, make_tree,
-    remove_sysroot, snapshot, snapshot_content, status, theirs, unseal,
+    remove_sysroot, snapshot, snapshot_2022, snapshot_content, status, theirs, unseal,
 };
 pub use ostree_boot_test_support::{
     have_ostree, privileged, require, run, run_stdout as stdout, write,
@@ -15,8 +15,19 @@ pub use ostree_boot_test_support::{
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ostree-composefs");
 
-/// `ostree-composefs deploy --sysroot SYSROOT ARGS…`, which must succeed.
+/// Our deploy with 2022.7's entry names (`ostree-N-STATEROOT.conf`), as the host's
+/// `ostree admin deploy` writes them; must succeed.
 pub fn ours(sysroot: &Path, args: &[&str]) -> Output {
+    run(Command::new(BIN)
+        .arg("deploy")
+        .arg("--bootloader-naming-1")
+        .arg("--sysroot")
+        .arg(sysroot)
+        .args(args))
+}
+
+/// Our deploy with its defaults (the entry names of ostree ≥ 2024.5); must succeed.
+pub fn ours_default(sysroot: &Path, args: &[&str]) -> Output {
     run(Command::new(BIN)
         .arg("deploy")
         .arg("--sysroot")
