@@ -230,12 +230,17 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
     ] {
         remove_path(&p)?;
     }
+    // A staged deployment is referenced by /run/ostree/staged-deployment only.
+    let staged = super::staged::read_staged(booted)?;
     let keep = |sr: &str, name: &str| {
         state
             .deployments
             .iter()
             .chain(booted)
             .any(|d| d.stateroot == sr && d.name() == name)
+            || staged
+                .as_ref()
+                .is_some_and(|s| s.target.osname == sr && s.target.name() == name)
     };
     for sr in layout::list_stateroots(sysroot)? {
         let srdir = sysroot.join("ostree/deploy").join(&sr);
@@ -277,7 +282,8 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
                 .deployments
                 .iter()
                 .chain(booted)
-                .any(|d| d.bootcsum == csum);
+                .any(|d| d.bootcsum == csum)
+                || staged.as_ref().is_some_and(|s| s.target.bootcsum == csum);
             if !used {
                 remove_path(&ent.path())?;
             }

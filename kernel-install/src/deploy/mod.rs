@@ -14,6 +14,7 @@ pub mod checkout;
 pub mod etc;
 pub mod fsutil;
 pub mod seal;
+pub mod staged;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -237,7 +238,9 @@ pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
 /// What every change of the boot configuration starts with: a usable, writable sysroot,
 /// its lock (held until the returned guard drops), the current state, the booted
 /// deployment, and the leftovers of an interrupted earlier run removed.
-fn begin_change(sysroot: &Path) -> Result<(SysrootLock, SysrootState, Option<Deployment>)> {
+pub(crate) fn begin_change(
+    sysroot: &Path,
+) -> Result<(SysrootLock, SysrootState, Option<Deployment>)> {
     check_sysroot(sysroot)?;
     ensure_writable_sysroot(sysroot)?;
     let lock = lock_sysroot(sysroot)?;
@@ -355,7 +358,7 @@ pub fn retained<'a>(
     Ok(out)
 }
 
-fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
+pub(crate) fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
     let dir = sysroot.join("ostree/deploy").join(sr).join("deploy");
     let mut next = 0;
     if let Ok(rd) = fs::read_dir(&dir) {
@@ -372,7 +375,7 @@ fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
     Ok(next)
 }
 
-fn os_release_title(deploy: &Path) -> Result<String> {
+pub(crate) fn os_release_title(deploy: &Path) -> Result<String> {
     let p = if deploy.join("usr/lib/os-release").exists() {
         "usr/lib/os-release"
     } else {
@@ -382,7 +385,7 @@ fn os_release_title(deploy: &Path) -> Result<String> {
     layout::os_release_title(&text).context("No PRETTY_NAME or ID in /etc/os-release")
 }
 
-fn kernel_files(deploy: &Path, arg: Option<&KernelArg>) -> Result<KernelFiles> {
+pub(crate) fn kernel_files(deploy: &Path, arg: Option<&KernelArg>) -> Result<KernelFiles> {
     let tree = layout::find_kernel_in_tree(deploy)?;
     match arg {
         None => {
@@ -501,6 +504,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             &name,
             merge.as_ref(),
             version.as_deref(),
+            true,
         );
         let (kernel, title_base, etc_changes, _final_dir) = staged?;
 
@@ -559,6 +563,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
         }];
         planned.extend(kept.into_iter().map(Planned::existing));
         boot::write_deployments(sysroot, &state, &mut planned, opts.naming)?;
+        staged::send_complete(sysroot, &state);
         Ok(DeployResult {
             stateroot: sr.clone(),
             csum: csum.clone(),
@@ -578,9 +583,11 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
 }
 
 /// Checkout, /etc, /var and origin of the new deployment, renamed into `deploy/` when
-/// complete. Returns its kernel, title text, /etc merge counts and directory.
+/// complete. Returns its kernel, title text, /etc merge counts and directory. Without
+/// `seal` the deployment stays mutable, as libostree leaves a staged one until its /etc
+/// is merged at shutdown.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn stage(
+pub(crate) fn stage(
     sysroot: &Path,
     opts: &DeployOptions,
     repo: &Repo,
@@ -590,6 +597,7 @@ fn stage(
     name: &str,
     merge: Option<&Deployment>,
     version: Option<&str>,
+    seal: bool,
 ) -> Result<(KernelFiles, String, Option<(usize, usize, usize)>, PathBuf)> {
     let srdir = sysroot.join("ostree/deploy").join(sr);
     let staging = srdir.join(STAGING_DIR).join(name);
@@ -603,6 +611,7 @@ fn stage(
     if let Some(m) = merge {
         let d = etc::merge(&sysroot.join(m.dir()), &staging)?;
         etc_changes = Some((d.modified.len(), d.removed.len(), d.added.len()));
+        staged::send_configmerge(&d);
     }
     checkpoint("etc-merged")?;
     seed_var(sysroot, sr, &staging)?;
@@ -659,7 +668,9 @@ fn stage(
     fs::rename(&staging, &final_dir)
         .with_context(|| format!("renaming {} to {}", staging.display(), final_dir.display()))?;
     fsutil::fsync_path(&deploy_dir)?;
-    fsutil::set_immutable(&final_dir)?;
+    if seal {
+        fsutil::set_immutable(&final_dir)?;
+    }
     checkpoint("deployment-in-place")?;
 
     Ok((kernel, title_base, etc_changes, final_dir))
