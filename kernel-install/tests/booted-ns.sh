@@ -23,6 +23,11 @@ mknod -m 0666 "$deploy/dev/null" c 1 3
 mkdir -p "$deploy/run/hostusr" "$deploy/run/bin"
 mount --bind -o ro /usr "$deploy/run/hostusr"
 cp "$booted" "$deploy/run/ostree-booted"
+# A journal socket the test listens on, when it made one.
+if [ -d "$out/journal" ]; then
+    mkdir -p "$deploy/run/systemd/journal"
+    mount --bind "$out/journal" "$deploy/run/systemd/journal"
+fi
 cp "$bin" "$deploy/run/bin/ostree-composefs"
 exec chroot "$deploy" /bin/env -i PATH=/bin:/sbin OURS=/run/bin/ostree-composefs \
     /bin/sh -euc "$script"

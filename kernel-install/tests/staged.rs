@@ -200,3 +200,137 @@ fn stage_and_finalize_match_ostree_either_way() {
         );
     }
 }
+
+fn entries(sysroot: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(sysroot.join("boot/loader/entries"))
+        .unwrap()
+        .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn deploy_dir_count(sysroot: &Path) -> usize {
+    fs::read_dir(sysroot.join("ostree/deploy/testos/deploy"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_dir())
+        .count()
+}
+
+#[test]
+fn locked_stage_is_not_finalized_and_goes_on_next_boot() {
+    let Some(b) = booted() else { return };
+    let before = entries(&b.sysroot);
+    // Ours locks: neither finalizer touches it. Theirs locks (2022.7: the legacy
+    // lock file only): ours leaves it too.
+    let Some(_) = b.run(
+        "$OURS deploy --lock-finalization testos/stable
+test -e /run/ostree/staged-deployment-locked
+$OURS finalize-staged
+ostree admin finalize-staged
+ostree admin status > /tmp/status-locked
+test -e /run/ostree/staged-deployment
+ostree admin deploy --stage --lock-finalization testos/stable
+$OURS finalize-staged > /tmp/finalize-out
+test -e /run/ostree/staged-deployment",
+    ) else {
+        return;
+    };
+    assert!(b.out("status-locked").contains("(staged)"));
+    assert_eq!(entries(&b.sysroot), before);
+    assert_eq!(deploy_dir_count(&b.sysroot), 2);
+    // The next boot (a fresh /run): the unfinalized deployment is removed by the next
+    // change, as by libostree's cleanup; here a new stage.
+    b.run("$OURS deploy --stage testos/stable\nostree admin status > /tmp/status-2")
+        .unwrap();
+    assert_eq!(deploy_dir_count(&b.sysroot), 2);
+    assert_eq!(entries(&b.sysroot), before);
+    // And ostree's own cleanup, after another reboot, agrees that it is garbage.
+    b.run("ostree admin cleanup").unwrap();
+    assert_eq!(deploy_dir_count(&b.sysroot), 1);
+}
+
+#[test]
+fn killed_finalization_leaves_a_bootable_configuration() {
+    for point in [
+        "staged-file-removed",
+        "etc-merged",
+        "before-swap",
+        "after-swap",
+    ] {
+        let Some(b) = booted() else { return };
+        let before = entries(&b.sysroot);
+        b.run(&format!(
+            "$OURS deploy --stage testos/stable
+if OSTREE_COMPOSEFS_FAULT={point} $OURS finalize-staged; then exit 1; fi
+ostree admin status > /tmp/status-killed
+test ! -e /run/ostree/staged-deployment"
+        ))
+        .unwrap();
+        let st = b.out("status-killed");
+        let after = entries(&b.sysroot);
+        if point == "after-swap" {
+            assert_eq!(after.len(), 2, "{point}: {st}");
+        } else {
+            assert_eq!(after, before, "{point}: {st}");
+        }
+        // Every entry's kernel and deployment exist.
+        for e in &after {
+            let e = ostree_boot::layout::BootEntry::parse(e);
+            let linux = e.get("linux").unwrap().trim_start_matches('/');
+            assert!(
+                b.sysroot.join("boot").join(linux).is_file(),
+                "{point}: {linux}"
+            );
+        }
+        // The next boot stages and finalizes again.
+        b.run("$OURS deploy --stage testos/stable\n$OURS finalize-staged")
+            .unwrap();
+        assert_eq!(entries(&b.sysroot).len(), 2, "{point}");
+    }
+}
+
+#[test]
+fn journal_entries_carry_ostree_message_ids() {
+    let Some(b) = booted() else { return };
+    // The journal socket inside the namespace is this one (booted-ns.sh mounts it).
+    let jdir = b.out.join("journal");
+    fs::create_dir_all(&jdir).unwrap();
+    let sock = std::os::unix::net::UnixDatagram::bind(jdir.join("socket")).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    b.run("$OURS deploy --stage testos/stable\necho x > /etc/motd\n$OURS finalize-staged")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let find = |id: &str| {
+        got.iter()
+            .find(|m| m.contains(&format!("MESSAGE_ID={id}\n")))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} in {got:#?}"))
+    };
+    let fin = find("e8646cd63dff4625b77909a8e7a40994");
+    assert!(
+        fin.contains("MESSAGE=Finalizing staged deployment\n"),
+        "{fin}"
+    );
+    assert!(
+        fin.contains("OSTREE_OSNAME=testos\nOSTREE_CHECKSUM="),
+        "{fin}"
+    );
+    let merge = find("d3863baec13e4449ab0384684a8af3a7");
+    assert!(
+        merge.contains("MESSAGE=Copying /etc changes: 1 modified, 0 removed, 0 added\n"),
+        "{merge}"
+    );
+    assert!(merge.contains("ETC_N_MODIFIED=1\n"), "{merge}");
+    let done = find("dd440e3e549083b63d0efc7dc15255f1");
+    assert!(done.contains("OSTREE_N_DEPLOYMENTS=2\n"), "{done}");
+    assert!(done.contains("bootconfig swap: yes"), "{done}");
+    assert!(
+        got.iter()
+            .any(|m| m.contains("MESSAGE=Finalized deployment\n"))
+    );
+}
