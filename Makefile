@@ -110,7 +110,9 @@ INSTALL_DRACUT_CONF ?= yes
 MAN_SRC := $(wildcard man/*.[0-9].md)
 MAN_OUT := $(patsubst man/%.md,build/man/%,$(MAN_SRC))
 KERNEL_INSTALL_PLUGINS := $(wildcard units/kernel-install/*.install)
-UNITS := ostree-prepare-root.service ostree-remount.service
+UNITS := ostree-prepare-root.service ostree-remount.service \
+	ostree-composefs-finalize-staged.service ostree-composefs-finalize-staged-hold.service \
+	ostree-composefs-finalize-staged.path
 
 # 'dest|mode|source', one per installed file; uninstall removes exactly these.
 entry = '$(1)|$(2)|$(3)'

@@ -334,3 +334,52 @@ fn journal_entries_carry_ostree_message_ids() {
             .any(|m| m.contains("MESSAGE=Finalized deployment\n"))
     );
 }
+
+/// kernel-install on the running system with `stage=true`: the plugin stages, the new
+/// kernel is in /boot but no entry boots it until finalization, which carries an /etc
+/// edit made after the kernel-install.
+#[test]
+fn kernel_install_plugin_stages() {
+    let Some(b) = booted() else { return };
+    if Command::new("kernel-install")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no kernel-install");
+        return;
+    }
+    write(&b.out.join("conf/install.conf"), "layout=ostree\n");
+    write(&b.out.join("conf/cmdline"), "root=LABEL=ROOT rw\n");
+    write(
+        &b.out.join("kiroot/etc/ostree/kernel-install.conf"),
+        "[kernel-install]\nstage=true\n",
+    );
+    write(&b.out.join("vmlinuz-6.2.0-new"), "a new kernel\n");
+    let plugin = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../units/kernel-install/88-ostree-composefs.install"
+    );
+    fs::copy(plugin, b.out.join("88-ostree-composefs.install")).unwrap();
+    let Some(_) = b.run(
+        "export KERNEL_INSTALL_CONF_ROOT=/tmp/conf BOOT_ROOT=/boot \
+MACHINE_ID=3e0484f3634a418b8e6a39e8828b03e3 KERNEL_INSTALL_PLUGINS=/tmp/88-ostree-composefs.install \
+OSTREE_COMPOSEFS=$OURS OSTREE_KERNEL_INSTALL_CONF_ROOT=/tmp/kiroot
+kernel-install -v add 6.2.0-new /tmp/vmlinuz-6.2.0-new > /tmp/ki-out 2>&1
+test -e /run/ostree/staged-deployment
+ls /boot/loader/entries > /tmp/entries-staged
+echo after > /etc/motd
+$OURS finalize-staged",
+    ) else {
+        return;
+    };
+    assert!(b.out("ki-out").contains("staged"), "{}", b.out("ki-out"));
+    assert_eq!(b.out("entries-staged").lines().count(), 1);
+    let e = ostree_boot::layout::BootEntry::parse(
+        &fs::read_to_string(b.sysroot.join("boot/loader/entries/ostree-2-testos.conf")).unwrap(),
+    );
+    assert!(e.get("linux").unwrap().ends_with("/vmlinuz-6.2.0-new"));
+    assert!(e.get("options").unwrap().starts_with("root=LABEL=ROOT rw"));
+    let new = &deployment_dirs(&b.sysroot)[0];
+    assert_eq!(fs::read_to_string(new.join("etc/motd")).unwrap(), "after\n");
+}
