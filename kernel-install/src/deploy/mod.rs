@@ -15,6 +15,7 @@ pub mod etc;
 pub mod fsutil;
 pub mod seal;
 pub mod staged;
+pub mod writable;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -149,89 +150,22 @@ pub fn check_sysroot(sysroot: &Path) -> Result<()> {
     if !boot.is_dir() {
         bail!("{}: no boot/ directory", sysroot.display());
     }
-    if let Err(e) = rustix::fs::access(&boot, rustix::fs::Access::WRITE_OK) {
-        if e == rustix::io::Errno::ROFS {
-            bail!(
-                "{} is read-only: remount it read-write to install a kernel",
-                boot.display()
-            );
-        }
-        bail!("{} is not writable: {e}", boot.display());
+    match rustix::fs::access(&boot, rustix::fs::Access::WRITE_OK) {
+        // A read-only /boot is made writable privately (ensure_writable_sysroot).
+        Ok(()) | Err(rustix::io::Errno::ROFS) => Ok(()),
+        Err(e) => bail!("{} is not writable: {e}", boot.display()),
     }
-    Ok(())
 }
 
-/// The mount point holding `path` (the longest mount point in /proc/self/mountinfo
-/// that is a prefix of it), with mountinfo's octal escapes undone.
-fn mount_point_of(path: &Path) -> Result<PathBuf> {
-    let info =
-        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    let unescape = |s: &str| -> String {
-        let mut out = Vec::new();
-        let b = s.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\'
-                && i + 3 < b.len()
-                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-            {
-                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-                i += 4;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    let mut best = PathBuf::from("/");
-    for line in info.lines() {
-        let Some(mp) = line.split(' ').nth(4) else {
-            continue;
-        };
-        let mp = PathBuf::from(unescape(mp));
-        if path.starts_with(&mp) && mp.components().count() > best.components().count() {
-            best = mp;
-        }
-    }
-    Ok(best)
-}
-
-/// A read-only sysroot (ostree's `sysroot.readonly`, the default with composefs) is made
-/// writable for this process only, as libostree does: a private mount namespace in
-/// which its mount is remounted read-write. The rest of the system keeps it read-only.
+/// A read-only sysroot (ostree's `sysroot.readonly`, the default with composefs) or
+/// /boot (as Fedora CoreOS mounts it) is made writable for this process only, as
+/// libostree does: a private mount namespace in which its mount is remounted
+/// read-write. The rest of the system keeps it read-only: the other namespaces' mounts
+/// keep their own read-only flag even when the superblock is remounted.
 pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
-    let dir = sysroot.join("ostree/deploy");
-    match rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK) {
-        Ok(()) => return Ok(()),
-        Err(rustix::io::Errno::ROFS) => {}
-        Err(e) => return Err(e).with_context(|| format!("{} is not writable", dir.display())),
+    for dir in [sysroot.join("ostree/deploy"), sysroot.join("boot")] {
+        writable::ensure_writable(&dir)?;
     }
-    let real = fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
-    let mp = mount_point_of(&real)?;
-    // SAFETY: only a new mount namespace is asked for (no CLONE_FILES), so no file
-    // descriptor table is split between threads; this runs before any thread is made.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .context("a private mount namespace to make the sysroot writable")?;
-    rustix::mount::mount_change(
-        "/",
-        rustix::mount::MountPropagationFlags::DOWNSTREAM
-            | rustix::mount::MountPropagationFlags::REC,
-    )
-    .context("making / a downstream mount in the private namespace")?;
-    // Superblock-level read-only (a plain remount) or mount-level (a bind remount).
-    let _ = rustix::mount::mount_remount(&mp, rustix::mount::MountFlags::RELATIME, "");
-    if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
-        rustix::mount::mount_remount(&mp, rustix::mount::MountFlags::BIND, "")
-            .with_context(|| format!("remounting {} read-write", mp.display()))?;
-    }
-    rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).with_context(|| {
-        format!(
-            "{} is still read-only after remounting {}",
-            dir.display(),
-            mp.display()
-        )
-    })?;
     Ok(())
 }
 
