@@ -320,19 +320,13 @@ pub(crate) fn os_release_title(deploy: &Path) -> Result<String> {
 }
 
 pub(crate) fn kernel_files(deploy: &Path, arg: Option<&KernelArg>) -> Result<KernelFiles> {
-    let tree = layout::find_kernel_in_tree(deploy)?;
+    let tree = ostree_boot::bootfiles::find_kernel(deploy)?;
     match arg {
         None => {
             let k = tree.context(
-                "Failed to find kernel in /usr/lib/modules of the tree (and no --kernel given)",
+                "Failed to find kernel in /usr/lib/modules, /usr/lib/ostree-boot or /boot of the tree (and no --kernel given)",
             )?;
-            Ok(KernelFiles {
-                kver: k.kver,
-                kernel: k.vmlinuz,
-                initrd: k.initramfs,
-                devicetree: k.devicetree,
-                bootcsum: k.bootcsum,
-            })
+            Ok(KernelFiles::from_tree(k))
         }
         Some(a) => {
             if !a.kernel.is_file() {
@@ -370,6 +364,7 @@ pub(crate) fn kernel_files(deploy: &Path, arg: Option<&KernelArg>) -> Result<Ker
                 initrd: a.initrd.clone(),
                 devicetree: None,
                 bootcsum,
+                extras: Default::default(),
             })
         }
     }
@@ -465,7 +460,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
         };
         let mut entry = BootEntry::default();
         entry.set("options", kargs.to_string());
-        for (k, v) in kernel.entry_paths(&sr) {
+        for (k, v) in kernel.entry_paths(&sr, &name, boot::bootprefix(sysroot)?) {
             entry.set(k, v);
         }
         let new = Deployment {
@@ -587,18 +582,7 @@ pub(crate) fn stage(
     let final_dir = deploy_dir.join(name);
     // A kernel installed from the tree is linked from the deployment, so take the
     // paths from their final place.
-    let kernel = KernelFiles {
-        kernel: rebase(&kernel.kernel, &staging, &final_dir),
-        initrd: kernel
-            .initrd
-            .as_ref()
-            .map(|p| rebase(p, &staging, &final_dir)),
-        devicetree: kernel
-            .devicetree
-            .as_ref()
-            .map(|p| rebase(p, &staging, &final_dir)),
-        ..kernel
-    };
+    let kernel = kernel.rebased(&staging, &final_dir);
     fs::rename(&staging, &final_dir)
         .with_context(|| format!("renaming {} to {}", staging.display(), final_dir.display()))?;
     fsutil::fsync_path(&deploy_dir)?;
@@ -608,13 +592,6 @@ pub(crate) fn stage(
     checkpoint("deployment-in-place")?;
 
     Ok((kernel, title_base, etc_changes, final_dir))
-}
-
-fn rebase(p: &Path, from: &Path, to: &Path) -> PathBuf {
-    match p.strip_prefix(from) {
-        Ok(rel) => to.join(rel),
-        Err(_) => p.to_path_buf(),
-    }
 }
 
 /// `ostree-composefs undeploy INDEX`: drops deployment INDEX (0 = default) from the boot

@@ -328,7 +328,7 @@ fn finalize_inner(sysroot: &Path, naming: EntryNaming) -> Result<Finalized> {
     };
     let mut entry = BootEntry::default();
     entry.set("options", options);
-    for (k, v) in kernel.entry_paths(&t.osname) {
+    for (k, v) in kernel.entry_paths(&t.osname, &t.name(), boot::bootprefix(sysroot)?) {
         entry.set(k, v);
     }
     for (k, v) in staged.bootconfig_extra.iter().flatten() {
@@ -423,16 +423,10 @@ fn staged_kernel(sysroot: &Path, t: &StagedRef, dir: &Path) -> Result<KernelFile
     let kdir = sysroot
         .join("boot/ostree")
         .join(format!("{}-{}", t.osname, t.bootcsum));
-    if let Some(tree) = ostree_boot::layout::find_kernel_in_tree(dir)?
+    if let Some(tree) = ostree_boot::bootfiles::find_kernel(dir)?
         && tree.bootcsum == t.bootcsum
     {
-        return Ok(KernelFiles {
-            kver: tree.kver,
-            kernel: tree.vmlinuz,
-            initrd: tree.initramfs,
-            devicetree: tree.devicetree,
-            bootcsum: tree.bootcsum,
-        });
+        return Ok(KernelFiles::from_tree(tree));
     }
     if let Ok(rd) = fs::read_dir(&kdir) {
         for e in rd {
@@ -449,6 +443,7 @@ fn staged_kernel(sysroot: &Path, t: &StagedRef, dir: &Path) -> Result<KernelFile
                 initrd: initrd.is_file().then_some(initrd),
                 devicetree: devicetree.is_file().then_some(devicetree),
                 bootcsum: t.bootcsum.clone(),
+                extras: Default::default(),
             });
         }
     }
