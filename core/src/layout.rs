@@ -98,7 +98,8 @@ impl BootEntry {
     }
 
     /// The entry in ostree's serialisation: known keys first in ostree's order, overlay
-    /// initrds right after them, then any other key.
+    /// initrds right after them, then any other key in the order ostree's hash table of
+    /// the keys (filled in the order they were set) iterates them.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for key in KEY_ORDER {
@@ -109,7 +110,9 @@ impl BootEntry {
         for initrd in &self.overlay_initrds {
             out.push_str(&format!("initrd {initrd}\n"));
         }
-        for (k, v) in &self.pairs {
+        let keys: Vec<&str> = self.pairs.iter().map(|(k, _)| k.as_str()).collect();
+        for i in crate::glib_hash::iteration_order(&keys) {
+            let (k, v) = &self.pairs[i];
             if !KEY_ORDER.contains(&k.as_str()) {
                 out.push_str(&format!("{k} {v}\n"));
             }

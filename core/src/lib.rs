@@ -13,6 +13,7 @@ pub mod cpio;
 pub mod deployment;
 pub mod fsutil;
 pub mod fsverity;
+pub mod glib_hash;
 pub mod keyfile;
 pub mod layout;
 pub mod logger;

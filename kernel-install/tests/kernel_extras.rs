@@ -160,3 +160,77 @@ fn bootprefix_and_aboot_entry_lines() {
     // ostree 2022.7 still reads the sysroot we wrote.
     status(&b);
 }
+
+/// The files under /boot and the entries, as text (what a bootloader reads).
+fn boot_view(sysroot: &Path) -> Vec<String> {
+    snapshot_content(&sysroot.join("boot"))
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("loader") || k.starts_with("ostree/"))
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect()
+}
+
+/// Against the sid peer's ostree (2026.x, which has bootprefix and aboot), run in its
+/// chroot in a private mount and PID namespace: the same /boot (entries byte for byte,
+/// kernel files), for a tree with aboot.img, a dtb/ directory, the FIPS hmac, and
+/// `sysroot.bootprefix=true`.
+#[test]
+fn bootprefix_and_aboot_match_the_sid_peer() {
+    let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/peer-sid");
+    if !peer.join("usr/bin/ostree").is_file() {
+        eprintln!("skipped: no sid peer (scripts/peer-sid.sh)");
+        return;
+    }
+    let Some((_t, a, b)) = pair_with(|tree| {
+        let m = tree.join("usr/lib/modules/6.1.0-test");
+        write(&m.join("aboot.img"), "aboot\n");
+        write(&m.join(".vmlinuz.hmac"), "hmac\n");
+        write(&m.join("dtb/x.dtb"), "x\n");
+    }) else {
+        return;
+    };
+    for s in [&a, &b] {
+        let cfg = s.join("ostree/repo/config");
+        let text = fs::read_to_string(&cfg).unwrap();
+        fs::write(&cfg, format!("{text}\n[sysroot]\nbootprefix=true\n")).unwrap();
+    }
+    // Twice: the second run rewrites the first entry from its file (another key
+    // order in ostree's hash table) beside the new one.
+    for _ in 0..2 {
+        let o = std::process::Command::new("unshare")
+            .args(["-m", "-p", "-f", "--propagation", "private", "sh", "-euc"])
+            .arg(
+                "mount --bind \"$1\" \"$2/mnt\"; mount -t proc proc \"$2/proc\"; \
+                 exec chroot \"$2\" ostree admin deploy --sysroot=/mnt --os=testos --karg=root=LABEL=x testos/stable",
+            )
+            .arg("sh")
+            .arg(&a)
+            .arg(&peer)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ours(
+            &b,
+            &[
+                "--stateroot",
+                "testos",
+                "--karg",
+                "root=LABEL=x",
+                "--bootloader-naming-2",
+                "testos/stable",
+            ],
+        );
+    }
+    for n in ["ostree-1.conf", "ostree-2.conf"] {
+        let ea = fs::read_to_string(a.join("boot/loader/entries").join(n)).unwrap();
+        let eb = fs::read_to_string(b.join("boot/loader/entries").join(n)).unwrap();
+        assert_eq!(ea, eb, "{n}: ostree 2026 vs ours");
+    }
+    let (va, vb) = (boot_view(&a), boot_view(&b));
+    assert_eq!(va, vb, "ostree 2026 vs ours");
+    let e = fs::read_to_string(b.join("boot/loader/entries/ostree-2.conf")).unwrap();
+    assert!(
+        e.contains("\naboot /ostree/testos-") && e.contains("\nfdtdir /boot/ostree/"),
+        "{e}"
+    );
+}

@@ -458,11 +458,22 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
                 k
             }
         };
+        // Keys in the order libostree sets them, which decides the order of those it
+        // does not know (see BootEntry::render): the options first when they are
+        // given or inherited, then title and version (filled in when written), the
+        // files, and otherwise the options last.
+        let options_first =
+            merge.is_some() || !matches!(&opts.kargs, KargsSpec::Merge(a) if a.is_empty());
         let mut entry = BootEntry::default();
-        entry.set("options", kargs.to_string());
+        if options_first {
+            entry.set("options", kargs.to_string());
+        }
+        entry.set("title", "");
+        entry.set("version", "");
         for (k, v) in kernel.entry_paths(&sr, &name, boot::bootprefix(sysroot)?) {
             entry.set(k, v);
         }
+        entry.set("options", kargs.to_string());
         let new = Deployment {
             stateroot: sr.clone(),
             csum: csum.clone(),

@@ -326,14 +326,25 @@ fn finalize_inner(sysroot: &Path, naming: EntryNaming) -> Result<Finalized> {
             .unwrap_or("")
             .to_string(),
     };
+    // Keys in libostree's order (see deploy): options, title, version, files.
     let mut entry = BootEntry::default();
-    entry.set("options", options);
-    for (k, v) in kernel.entry_paths(&t.osname, &t.name(), boot::bootprefix(sysroot)?) {
-        entry.set(k, v);
+    if let Some(k) = &staged.kargs {
+        entry.set("options", k.join(" "));
     }
+    // Extension keys right after the staged kernel arguments, as libostree restores
+    // them when it reads the staged file.
     for (k, v) in staged.bootconfig_extra.iter().flatten() {
         entry.set(k, v.clone());
     }
+    if merge.is_some() {
+        entry.set("options", options.clone());
+    }
+    entry.set("title", "");
+    entry.set("version", "");
+    for (k, v) in kernel.entry_paths(&t.osname, &t.name(), boot::bootprefix(sysroot)?) {
+        entry.set(k, v);
+    }
+    entry.set("options", options);
     let new = Deployment {
         stateroot: t.osname.clone(),
         csum: t.csum.clone(),
