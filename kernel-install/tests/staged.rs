@@ -123,6 +123,9 @@ fn scenario(
 ostree admin status > /tmp/status-staged
 cp /run/ostree/staged-deployment /tmp/staged-file
 ls /boot/loader/entries > /tmp/entries-staged
+(cd /ostree/repo/refs/heads && find ostree -type f | sort | xargs cat) > /tmp/refs-staged
+ls /ostree/deploy/testos/deploy > /tmp/deploy-staged
+lsattr -d /ostree/deploy/testos/deploy/*.? > /tmp/attrs-staged 2>&1 || true
 echo 'edited after staging' > /etc/motd
 echo new > /etc/added-after-staging
 {finalize}
@@ -192,6 +195,11 @@ fn stage_and_finalize_match_ostree_either_way() {
     ] {
         let (b, snap) = scenario(stage, finalize).unwrap();
         assert_same(&reference, &snap, &format!("{stage} / {finalize}"));
+        // While staged: the same refs (the staged commit protected from pruning), the
+        // same deployment directories and immutable flags.
+        for f in ["refs-staged", "deploy-staged", "attrs-staged"] {
+            assert_eq!(b.out(f), a.out(f), "{f}: {stage}");
+        }
         // Same commit, same serial, same merge deployment: the same bytes.
         assert_eq!(
             fs::read(b.out.join("staged-file")).unwrap(),

@@ -100,7 +100,12 @@ fn render_entry(planned: &[Planned], index: usize, bv: u8) -> layout::BootEntry 
 
 /// `repo/refs/heads/ostree/BV/SUB/I` for every deployment: the refs libostree keeps so
 /// that `ostree prune` never collects a deployed commit.
-fn write_deployment_refs(sysroot: &Path, bv: u8, sub: u8, deps: &[Deployment]) -> Result<()> {
+pub(crate) fn write_deployment_refs(
+    sysroot: &Path,
+    bv: u8,
+    sub: u8,
+    deps: &[Deployment],
+) -> Result<()> {
     let base = sysroot.join("ostree/repo/refs/heads/ostree");
     // libostree deletes the old refs one by one and leaves their directories.
     remove_files_below(&base)?;

@@ -158,6 +158,18 @@ pub fn stage(opts: &DeployOptions, lock_finalization: bool) -> Result<StageResul
         // libostree writes it without fsync (GLNX_FILE_REPLACE_NODATASYNC): /run is tmpfs.
         fsutil::write_atomic(Path::new(RUN_STAGED), &bytes, 0o644)?;
         checkpoint("staged-file-written")?;
+        // As libostree's cleanup after staging: the deployment refs list the staged
+        // deployment first, so `ostree prune` keeps its commit until finalization.
+        let mut refs = vec![Deployment {
+            stateroot: sr.clone(),
+            csum: csum.clone(),
+            deployserial: serial,
+            bootcsum: kernel.bootcsum.clone(),
+            bootserial: 0,
+            entry: BootEntry::default(),
+        }];
+        refs.extend(state.deployments.iter().cloned());
+        boot::write_deployment_refs(sysroot, state.bootversion, state.subbootversion, &refs)?;
         let mut replaced = None;
         if let Some(p) = previous.filter(|p| p.target != target) {
             // The deployment staged before is no longer referenced: the cleanup below
