@@ -391,3 +391,34 @@ $OURS finalize-staged",
     let new = &deployment_dirs(&b.sysroot)[0];
     assert_eq!(fs::read_to_string(new.join("etc/motd")).unwrap(), "after\n");
 }
+
+/// A regular deploy while a deployment is staged drops the staged one (its state,
+/// lock and directory), as libostree: the same sysroot whichever tool deploys.
+#[test]
+fn regular_deploy_drops_the_staged_deployment() {
+    let mut snaps = Vec::new();
+    for deploy in [
+        "ostree admin deploy testos/stable",
+        "$OURS deploy testos/stable",
+    ] {
+        let Some(b) = booted() else { return };
+        b.run(&format!(
+            "$OURS deploy --lock-finalization testos/stable
+{deploy}
+test ! -e /run/ostree/staged-deployment
+test ! -e /run/ostree/staged-deployment-locked
+ostree admin status > /tmp/status"
+        ))
+        .unwrap();
+        assert!(!b.out("status").contains("staged"), "{}", b.out("status"));
+        assert_eq!(deploy_dir_count(&b.sysroot), 2, "{deploy}");
+        snaps.push((b, deploy));
+    }
+    let (a, _) = &snaps[0];
+    let (b, d) = &snaps[1];
+    assert_same(
+        &snapshot_content(&a.sysroot),
+        &snapshot_content(&b.sysroot),
+        d,
+    );
+}

@@ -502,6 +502,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             title_base,
         }];
         planned.extend(kept.into_iter().map(Planned::existing));
+        staged::drop_staged(booted.as_ref())?;
         boot::write_deployments(sysroot, &state, &mut planned, opts.naming)?;
         staged::send_complete(sysroot, &state);
         Ok(DeployResult {
@@ -625,6 +626,7 @@ pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Dep
         .filter(|(i, _)| *i != index)
         .map(|(_, d)| Planned::existing(d))
         .collect();
+    staged::drop_staged(booted.as_ref())?;
     boot::write_deployments(sysroot, &state, &mut planned, naming)?;
     boot::cleanup(sysroot, booted.as_ref())?;
     Ok(target)
@@ -650,6 +652,7 @@ pub fn undeploy_kver(
         return Ok(Vec::new());
     }
     let mut planned: Vec<Planned> = stay.into_iter().map(Planned::existing).collect();
+    staged::drop_staged(booted.as_ref())?;
     boot::write_deployments(sysroot, &state, &mut planned, naming)?;
     boot::cleanup(sysroot, booted.as_ref())?;
     Ok(gone.into_iter().cloned().collect())

@@ -43,6 +43,18 @@ pub fn read_staged(booted: Option<&Deployment>) -> Result<Option<Staged>> {
     Staged::from_bytes(&bytes).with_context(|| format!("loading {RUN_STAGED}"))
 }
 
+/// A change of the boot configuration other than finalization drops the staged
+/// deployment, as `_ostree_sysroot_write_deployments_internal`: its state file and lock
+/// go now, its directory with the cleanup that follows.
+pub fn drop_staged(booted: Option<&Deployment>) -> Result<Option<StagedRef>> {
+    let Some(s) = read_staged(booted)? else {
+        return Ok(None);
+    };
+    fs::remove_file(RUN_STAGED).with_context(|| format!("removing {RUN_STAGED}"))?;
+    remove_if_present(Path::new(RUN_STAGED_LOCKED))?;
+    Ok(Some(s.target))
+}
+
 /// Whether `d` is the deployment `r` names.
 pub fn names(r: &StagedRef, d: &Deployment) -> bool {
     r.osname == d.stateroot && r.csum == d.csum && r.deployserial == d.deployserial
