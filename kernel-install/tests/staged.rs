@@ -422,3 +422,39 @@ ostree admin status > /tmp/status"
         d,
     );
 }
+
+/// A failed finalization leaves its message in /boot/ostree/finalize-failure.stamp (as
+/// libostree) and the old entries; a later successful one removes the stamp. `--hold`
+/// waits with /boot open until SIGTERM.
+#[test]
+fn failure_stamp_and_hold() {
+    let Some(b) = booted() else { return };
+    let before = entries(&b.sysroot);
+    b.run(
+        "$OURS finalize-staged --hold & hold=$!
+sleep 0.3
+kill -0 $hold
+$OURS deploy --stage testos/stable
+# The staged tree loses its kernel: finalization cannot write an entry for it.
+d=$(ls -d /ostree/deploy/testos/deploy/*.? | while read -r x; do [ -d \"$x/usr/lib/modules\" ] && lsattr -d \"$x\" | grep -q -- '-i-' || echo \"$x\"; done | head -n1)
+rm -r \"$d/usr/lib/modules\"
+if $OURS finalize-staged 2> /tmp/finalize-err; then exit 1; fi
+cp /boot/ostree/finalize-failure.stamp /tmp/stamp
+$OURS deploy --stage testos/stable
+$OURS finalize-staged
+test ! -e /boot/ostree/finalize-failure.stamp
+kill $hold
+wait $hold || true",
+    )
+    .unwrap();
+    let stamp = b.out("stamp");
+    assert!(stamp.contains("no kernel with bootcsum"), "{stamp}");
+    assert!(
+        b.out("finalize-err").contains(&stamp),
+        "{}",
+        b.out("finalize-err")
+    );
+    let after = entries(&b.sysroot);
+    assert_ne!(after, before);
+    assert_eq!(after.len(), 2);
+}
