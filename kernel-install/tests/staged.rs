@@ -458,3 +458,40 @@ wait $hold || true",
     assert_ne!(after, before);
     assert_eq!(after.len(), 2);
 }
+
+/// With kernel arguments the staged file carries them (`kargs`): the same bytes from
+/// both tools, and the finalized entry has them.
+#[test]
+fn staged_kargs_match_ostree() {
+    let mut files = Vec::new();
+    for stage in [
+        "ostree admin deploy --stage --karg=quiet --karg=root=LABEL=y testos/stable",
+        "$OURS deploy --stage --karg quiet --karg root=LABEL=y testos/stable",
+    ] {
+        let Some(b) = booted() else { return };
+        b.run(&format!(
+            "{stage}\ncp /run/ostree/staged-deployment /tmp/staged-file\n$OURS finalize-staged"
+        ))
+        .unwrap();
+        let e =
+            fs::read_to_string(b.sysroot.join("boot/loader/entries/ostree-2-testos.conf")).unwrap();
+        // The merge deployment's arguments, root= replaced in place, quiet appended,
+        // and ostree= rewritten in place when the entry is written.
+        assert!(
+            e.contains("options root=LABEL=y ostree=/ostree/boot.0/testos/"),
+            "{e}"
+        );
+        assert!(e.contains("/0 quiet\n"), "{e}");
+        files.push(fs::read(b.out.join("staged-file")).unwrap());
+    }
+    assert_eq!(files[0], files[1]);
+    let s = ostree_boot::ostree::staged::Staged::from_bytes(&files[1])
+        .unwrap()
+        .unwrap();
+    let k = s.kargs.unwrap();
+    assert_eq!(
+        (k.len(), k[0].as_str(), k[2].as_str()),
+        (3, "root=LABEL=y", "quiet")
+    );
+    assert!(k[1].starts_with("ostree=/ostree/boot.1/testos/"), "{k:?}");
+}
