@@ -89,6 +89,7 @@ vm_cases! {
     signed_key => "signed-key",
     signed_other_key => "signed-other-key",
     smoke => "smoke",
+    staged_update => "staged-update",
     sysroot_readonly => "sysroot-readonly",
     tamper_control_legacy => "tamper-control-legacy",
     tamper_image => "tamper-image",
