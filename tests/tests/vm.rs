@@ -89,6 +89,8 @@ vm_cases! {
     signed_key => "signed-key",
     signed_other_key => "signed-other-key",
     smoke => "smoke",
+    staged_killed_finalize => "staged-killed-finalize",
+    staged_readonly_boot => "staged-readonly-boot",
     staged_update => "staged-update",
     sysroot_readonly => "sysroot-readonly",
     tamper_control_legacy => "tamper-control-legacy",
