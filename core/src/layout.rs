@@ -97,6 +97,11 @@ impl BootEntry {
         &self.overlay_initrds
     }
 
+    /// The `initrd` lines after the first (ostree's overlay initrds).
+    pub fn set_overlay_initrds(&mut self, paths: Vec<String>) {
+        self.overlay_initrds = paths;
+    }
+
     /// The entry in ostree's serialisation: known keys first in ostree's order, overlay
     /// initrds right after them, then any other key in the order ostree's hash table of
     /// the keys (filled in the order they were set) iterates them.

@@ -495,3 +495,26 @@ fn staged_kargs_match_ostree() {
     );
     assert!(k[1].starts_with("ostree=/ostree/boot.1/testos/"), "{k:?}");
 }
+
+/// An overlay initrd staged by ostree (`--overlay-initrd`): our finalization installs it
+/// and lists it in the entry as ostree's does.
+#[test]
+fn overlay_initrd_staged_by_ostree() {
+    let mut snaps = Vec::new();
+    for finalize in [THEIRS_FINALIZE, OURS_FINALIZE] {
+        let Some(b) = booted() else { return };
+        write(&b.out.join("overlay.img"), "an overlay initrd\n");
+        b.run(&format!(
+            "ostree admin deploy --stage --overlay-initrd=/tmp/overlay.img testos/stable\n{finalize}"
+        ))
+        .unwrap();
+        let e =
+            fs::read_to_string(b.sysroot.join("boot/loader/entries/ostree-2-testos.conf")).unwrap();
+        assert!(
+            e.contains("\ninitrd /ostree/initramfs-overlays/"),
+            "{finalize}: {e}"
+        );
+        snaps.push((snapshot_content(&b.sysroot), b));
+    }
+    assert_same(&snaps[0].0, &snaps[1].0, "overlay initrd");
+}

@@ -29,6 +29,8 @@ use crate::deployment::DeployName;
 pub const RUN_STAGED: &str = "/run/ostree/staged-deployment";
 /// The older way of locking finalization, still honoured and still written.
 pub const RUN_STAGED_LOCKED: &str = "/run/ostree/staged-deployment-locked";
+/// Overlay initrds staged for the deployment, by their sha256.
+pub const RUN_STAGED_INITRDS: &str = "/run/ostree/staged-initrds";
 /// Relative to /boot: the error of a failed finalization.
 pub const FINALIZE_FAILURE_STAMP: &str = "ostree/finalize-failure.stamp";
 /// Larger files are refused unread: libostree's own are a few hundred bytes.

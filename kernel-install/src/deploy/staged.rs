@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use ostree_boot::layout::{BootEntry, Deployment, EntryNaming, Kargs, SysrootState};
 use ostree_boot::ostree::repo::Repo;
 use ostree_boot::ostree::staged::{
-    FINALIZE_FAILURE_STAMP, RUN_STAGED, RUN_STAGED_LOCKED, Staged, StagedRef,
+    FINALIZE_FAILURE_STAMP, RUN_STAGED, RUN_STAGED_INITRDS, RUN_STAGED_LOCKED, Staged, StagedRef,
 };
 
 use super::boot::{self, KernelFiles, Planned};
@@ -369,6 +369,35 @@ fn finalize_inner(sysroot: &Path, naming: EntryNaming) -> Result<Finalized> {
         entry.set(k, v);
     }
     entry.set("options", options);
+    // Overlay initrds staged with the deployment (`ostree admin deploy --stage
+    // --overlay-initrd`), copied from /run/ostree/staged-initrds/ to
+    // /boot/ostree/initramfs-overlays/<sha256>.img as libostree does; only with an
+    // initramfs to overlay.
+    let overlays = staged.overlay_initrds.clone().unwrap_or_default();
+    if !overlays.is_empty() && kernel.initrd.is_some() {
+        let prefix = if boot::bootprefix(sysroot)? {
+            "/boot/"
+        } else {
+            "/"
+        };
+        let dir = sysroot.join("boot/ostree/initramfs-overlays");
+        fsutil::mkdir_p(&dir, 0o755)?;
+        let mut paths = Vec::new();
+        for c in &overlays {
+            if !ostree_boot::layout::is_hex_csum(c) {
+                bail!("staged overlay initrd {c:?} is not a sha256 checksum");
+            }
+            let dst = dir.join(format!("{c}.img"));
+            if fs::symlink_metadata(&dst).is_err() {
+                let src = Path::new(RUN_STAGED_INITRDS).join(c);
+                fsutil::link_or_copy(&src, &dst)
+                    .with_context(|| format!("installing overlay initrd {}", src.display()))?;
+            }
+            paths.push(format!("{prefix}ostree/initramfs-overlays/{c}.img"));
+        }
+        fsutil::fsync_path(&dir)?;
+        entry.set_overlay_initrds(paths);
+    }
     let new = Deployment {
         stateroot: t.osname.clone(),
         csum: t.csum.clone(),
