@@ -64,7 +64,7 @@ demo: setup release
 # Fuzzing (cargo-fuzz, stable toolchain through RUSTC_BOOTSTRAP). New inputs go to a
 # scratch corpus; the committed seeds in fuzz/corpus/<target> are only read.
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta pubkeys
+FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta pubkeys staged
 FUZZ_WORK ?= $(CARGO_TARGET_DIR)/fuzz-corpus
 fuzz:
 	SETUP_FUZZ=1 bash scripts/setup.sh
@@ -116,7 +116,9 @@ INSTALL_DRACUT_CONF ?= yes
 MAN_SRC := $(wildcard man/*.[0-9].md)
 MAN_OUT := $(patsubst man/%.md,build/man/%,$(MAN_SRC))
 KERNEL_INSTALL_PLUGINS := $(wildcard units/kernel-install/*.install)
-UNITS := ostree-prepare-root.service ostree-remount.service
+UNITS := ostree-prepare-root.service ostree-remount.service \
+	ostree-composefs-finalize-staged.service ostree-composefs-finalize-staged-hold.service \
+	ostree-composefs-finalize-staged.path
 
 # 'dest|mode|source', one per installed file; uninstall removes exactly these.
 entry = '$(1)|$(2)|$(3)'

@@ -32,9 +32,6 @@ pub enum LayoutError {
     Contained(#[from] crate::beneath::BeneathError),
 }
 
-use crate::beneath::{BeneathError, Dir, Resolve};
-use rustix::fs::FileType;
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
     move |source| LayoutError::Io {
         path: path.to_path_buf(),
@@ -102,8 +99,14 @@ impl BootEntry {
         &self.overlay_initrds
     }
 
+    /// The `initrd` lines after the first (ostree's overlay initrds).
+    pub fn set_overlay_initrds(&mut self, paths: Vec<String>) {
+        self.overlay_initrds = paths;
+    }
+
     /// The entry in ostree's serialisation: known keys first in ostree's order, overlay
-    /// initrds right after them, then any other key.
+    /// initrds right after them, then any other key in the order ostree's hash table of
+    /// the keys (filled in the order they were set) iterates them.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for key in KEY_ORDER {
@@ -114,7 +117,9 @@ impl BootEntry {
         for initrd in &self.overlay_initrds {
             out.push_str(&format!("initrd {initrd}\n"));
         }
-        for (k, v) in &self.pairs {
+        let keys: Vec<&str> = self.pairs.iter().map(|(k, _)| k.as_str()).collect();
+        for i in crate::glib_hash::iteration_order(&keys) {
+            let (k, v) = &self.pairs[i];
             if !KEY_ORDER.contains(&k.as_str()) {
                 out.push_str(&format!("{k} {v}\n"));
             }
@@ -604,28 +609,6 @@ pub fn origin_refspec(
         .map(str::to_string))
 }
 
-/// A kernel found in a deployment tree (`get_kernel_from_tree_usrlib_modules`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KernelLayout {
-    pub kver: String,
-    pub vmlinuz: PathBuf,
-    pub initramfs: Option<PathBuf>,
-    pub devicetree: Option<PathBuf>,
-    pub bootcsum: String,
-}
-
-impl KernelLayout {
-    pub fn kernel_name(&self) -> String {
-        format!("vmlinuz-{}", self.kver)
-    }
-    pub fn initramfs_name(&self) -> String {
-        format!("initramfs-{}.img", self.kver)
-    }
-    pub fn devicetree_name(&self) -> String {
-        format!("devicetree-{}", self.kver)
-    }
-}
-
 fn hash_file(h: &mut Sha256, path: &Path) -> Result<()> {
     let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let mut buf = vec![0u8; 1 << 16];
@@ -658,84 +641,6 @@ pub fn bootcsum(
 /// The largest kernel, initramfs or devicetree hashed from a tree (a link to
 /// `/dev/zero` cannot be one: links are not followed, but a huge file could be).
 pub const MAX_BOOT_FILE: u64 = 4 << 30;
-
-fn is_regular_child(dir: &Dir, name: &str) -> Result<bool> {
-    Ok(dir
-        .stat_child(std::ffi::OsStr::new(name))?
-        .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile))
-}
-
-fn hash_child(h: &mut Sha256, dir: &Dir, name: &str) -> Result<()> {
-    let path = dir.path().join(name);
-    let mut f = dir.open_file(name, Resolve::NoSymlinks)?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io_err(&path))?;
-        if n == 0 {
-            return Ok(());
-        }
-        total += n as u64;
-        if total > MAX_BOOT_FILE {
-            return Err(BeneathError::TooLarge {
-                path,
-                max: MAX_BOOT_FILE,
-            }
-            .into());
-        }
-        h.update(&buf[..n]);
-    }
-}
-
-/// Finds the kernel in `usr/lib/modules/<kver>/vmlinuz` of a tree: the first directory in
-/// readdir order holding a regular `vmlinuz`, as upstream. The lookup is contained in
-/// the tree ([`crate::beneath`]): a link at `usr`, `usr/lib` or `usr/lib/modules` is an
-/// error, a `<kver>` that is a link is skipped, and `vmlinuz`, `initramfs.img` and
-/// `devicetree` count only as regular files (upstream also ignores links there).
-pub fn find_kernel_in_tree(root: &Path) -> Result<Option<KernelLayout>> {
-    let tree = Dir::open(root)?;
-    let modules_rel = Path::new("usr/lib/modules");
-    let modules = match tree.open_dir(modules_rel) {
-        Ok(d) => d,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    for (name, st) in modules.entries()? {
-        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-            continue;
-        }
-        let kdir = modules.open_dir(Path::new(&name))?;
-        if !is_regular_child(&kdir, "vmlinuz")? {
-            continue;
-        }
-        let kver = name.to_string_lossy().into_owned();
-        let mut h = Sha256::new();
-        hash_child(&mut h, &kdir, "vmlinuz")?;
-        let mut initramfs = None;
-        for n in ["initramfs.img", "initramfs"] {
-            if is_regular_child(&kdir, n)? {
-                hash_child(&mut h, &kdir, n)?;
-                initramfs = Some(n);
-                break;
-            }
-        }
-        let devicetree = if is_regular_child(&kdir, "devicetree")? {
-            hash_child(&mut h, &kdir, "devicetree")?;
-            Some("devicetree")
-        } else {
-            None
-        };
-        let dir = root.join(modules_rel).join(&name);
-        return Ok(Some(KernelLayout {
-            kver,
-            vmlinuz: dir.join("vmlinuz"),
-            initramfs: initramfs.map(|n| dir.join(n)),
-            devicetree: devicetree.map(|n| dir.join(n)),
-            bootcsum: hex::encode(h.finalize()),
-        }));
-    }
-    Ok(None)
-}
 
 #[cfg(test)]
 mod tests {
@@ -852,62 +757,6 @@ mod tests {
         assert_eq!(strverscmp("10", "9"), Ordering::Greater);
         assert_eq!(strverscmp("2", "2"), Ordering::Equal);
         assert_eq!(strverscmp("1", "10"), Ordering::Less);
-    }
-
-    #[test]
-    fn bootcsum_vector() {
-        // tests/libtest.sh's kernel and initramfs give this bootcsum upstream.
-        let d = tempfile::tempdir().unwrap();
-        let m = d.path().join("usr/lib/modules/5.0");
-        std::fs::create_dir_all(&m).unwrap();
-        std::fs::write(m.join("vmlinuz"), "a kernel\n").unwrap();
-        std::fs::write(m.join("initramfs.img"), "an initramfs\n").unwrap();
-        let k = find_kernel_in_tree(d.path()).unwrap().unwrap();
-        assert_eq!(
-            k.bootcsum,
-            "7bd091ad6955c0e7ef41bab65adb016275664b55efc0d10a0c8cb263da3c1e4e"
-        );
-        assert_eq!(k.kver, "5.0");
-    }
-
-    /// Issue #12: links the commit ships in `usr/lib/modules` were followed, so a host
-    /// kernel (or any host file) could be hashed and copied into /boot.
-    #[test]
-    fn kernel_lookup_follows_no_link() {
-        let d = tempfile::tempdir().unwrap();
-        let host = d.path().join("host/6.1");
-        std::fs::create_dir_all(&host).unwrap();
-        std::fs::write(host.join("vmlinuz"), "host kernel\n").unwrap();
-        let tree = |name: &str| {
-            let t = d.path().join(name);
-            std::fs::create_dir_all(t.join("usr/lib/modules")).unwrap();
-            t
-        };
-        // The modules directory itself a link: an error naming it.
-        let t = tree("modules-link");
-        std::fs::remove_dir(t.join("usr/lib/modules")).unwrap();
-        std::os::unix::fs::symlink(d.path().join("host"), t.join("usr/lib/modules")).unwrap();
-        let e = find_kernel_in_tree(&t).unwrap_err().to_string();
-        assert!(
-            e.contains("usr/lib/modules") && e.contains("symbolic link"),
-            "{e}"
-        );
-        // A <kver> link and a vmlinuz link are not kernels.
-        let t = tree("kver-link");
-        std::os::unix::fs::symlink(&host, t.join("usr/lib/modules/6.1")).unwrap();
-        assert!(find_kernel_in_tree(&t).unwrap().is_none());
-        let t = tree("vmlinuz-link");
-        std::fs::create_dir(t.join("usr/lib/modules/6.1")).unwrap();
-        std::os::unix::fs::symlink(host.join("vmlinuz"), t.join("usr/lib/modules/6.1/vmlinuz"))
-            .unwrap();
-        assert!(find_kernel_in_tree(&t).unwrap().is_none());
-        // An initramfs link is ignored, the kernel still found.
-        std::fs::remove_file(t.join("usr/lib/modules/6.1/vmlinuz")).unwrap();
-        std::fs::write(t.join("usr/lib/modules/6.1/vmlinuz"), "k\n").unwrap();
-        std::os::unix::fs::symlink("/dev/zero", t.join("usr/lib/modules/6.1/initramfs.img"))
-            .unwrap();
-        let k = find_kernel_in_tree(&t).unwrap().unwrap();
-        assert!(k.initramfs.is_none());
     }
 
     #[test]

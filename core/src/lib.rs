@@ -6,6 +6,7 @@
 //! prepare-root executes the [`plan`] with syscalls, the generator renders it as units.
 
 pub mod beneath;
+pub mod bootfiles;
 pub mod btrfs;
 pub mod cmdline;
 pub mod composefs;
@@ -14,6 +15,7 @@ pub mod cpio;
 pub mod deployment;
 pub mod fsutil;
 pub mod fsverity;
+pub mod glib_hash;
 pub mod keyfile;
 pub mod layout;
 pub mod logger;

@@ -4,6 +4,7 @@ use clap::Parser;
 
 mod cmd;
 mod deploy;
+mod journal;
 
 /// Builds composefs images for ostree, signs commits and writes deployments.
 #[derive(Parser)]
@@ -14,6 +15,7 @@ enum Cli {
     Digest(cmd::digest::Args),
     Deploy(cmd::deploy::Args),
     Undeploy(cmd::undeploy::Args),
+    FinalizeStaged(cmd::finalize_staged::Args),
     /// The kernel-install(8) plugin (install.d/88-ostree-composefs.install).
     KernelInstall(cmd::kernel_install::Args),
     CommitMetadata(cmd::commit_metadata::Args),
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Cli::Digest(a) => cmd::digest::run(a).map(|()| 0),
         Cli::Deploy(a) => cmd::deploy::run(a),
         Cli::Undeploy(a) => cmd::undeploy::run(a),
+        Cli::FinalizeStaged(a) => cmd::finalize_staged::run(a),
         Cli::KernelInstall(a) => cmd::kernel_install::run(a),
         Cli::CommitMetadata(a) => cmd::commit_metadata::run(a).map(|()| 0),
         Cli::Keygen(a) => cmd::keygen::run(a).map(|()| 0),

@@ -27,6 +27,9 @@ PREPARE_ROOT_CONF="" # if set: /etc/ostree/prepare-root.conf in the initrd (appe
 INITRD_KEY=""      # signedkey variant: deploy | other: that public key goes into the initrd
                    # at /etc/ostree/initramfs-root-binding.key (appended cpio)
 BOOTS=1            # boots in a row on the same disk (writes persist between them)
+NEXT_ENTRY=0       # 1: boot N>1 takes the options the guest left in next-options (the new
+                   # default entry after an update), the same kernel and initrd checked by
+                   # the sha256 in next-linux-sha256 and next-initrd-sha256
 EXPECT=boot        # boot: reaches the test service; refused: ends before the real root
 REFUSE_MESSAGE=""  # refused: regex the console must show (the reason of the refusal)
 tamper() { :; }          # called with DISK (raw copy, writable), SYSROOT (the deployed dir)
@@ -196,21 +199,26 @@ if [ -d "$W/overlay" ]; then
     (cd "$W/overlay" && find . | cpio -o -H newc --quiet) >>"$INITRD"
 fi
 
-OPTIONS=""
-read -ra entry_options <"$D/options"
-for a in "${entry_options[@]}"; do
-    if [ -n "$KARGS_DROP" ] && [[ $a =~ $KARGS_DROP ]]; then continue; fi
-    OPTIONS+="$a "
-done
-# rd.shell=0 rd.emergency=poweroff: an initrd failure powers the VM off instead of waiting
-# at an emergency shell until the timeout.
-# systemd.crash_*: if PID 1 cannot exec the real root's init (EIO on a verity failure, for
-# one) it would freeze until the timeout; rebooting ends the VM (-no-reboot) at once.
-APPEND="$OPTIONS$KARGS_ADD rd.shell=0 rd.emergency=poweroff systemd.show_status=auto"
-APPEND+=" systemd.crash_reboot=1 systemd.crash_action=reboot"
-# A refusal happens in the initrd, whose journal is lost: show it on the console instead,
-# so that the reason (prepare-root's message) is in the log the case checks.
-[ "$EXPECT" = refused ] && APPEND+=" systemd.journald.forward_to_console=1"
+# make_append OPTIONS_FILE: the kernel command line of a boot, from an entry's options.
+make_append() {
+    local a
+    OPTIONS=""
+    read -ra entry_options <"$1"
+    for a in "${entry_options[@]}"; do
+        if [ -n "$KARGS_DROP" ] && [[ $a =~ $KARGS_DROP ]]; then continue; fi
+        OPTIONS+="$a "
+    done
+    # rd.shell=0 rd.emergency=poweroff: an initrd failure powers the VM off instead of
+    # waiting at an emergency shell until the timeout.
+    # systemd.crash_*: if PID 1 cannot exec the real root's init (EIO on a verity failure,
+    # for one) it would freeze until the timeout; rebooting ends the VM (-no-reboot) at once.
+    APPEND="$OPTIONS$KARGS_ADD rd.shell=0 rd.emergency=poweroff systemd.show_status=auto"
+    APPEND+=" systemd.crash_reboot=1 systemd.crash_action=reboot"
+    # A refusal happens in the initrd, whose journal is lost: show it on the console
+    # instead, so that the reason (prepare-root's message) is in the log the case checks.
+    if [ "$EXPECT" = refused ]; then APPEND+=" systemd.journald.forward_to_console=1"; fi
+}
+make_append "$D/options"
 prep_s=$(since "$t_prep")
 
 # --- boot(s) ---
@@ -227,6 +235,19 @@ for BOOT in $(seq 1 "$BOOTS"); do
     printf '%s\n' "$BOOT" >"$W/in.$BOOT/boot"
     tar -cf "$W/in.$BOOT.tar" -C "$W/in.$BOOT" .
     truncate -s 16M "$W/out.$BOOT.img"
+    if [ "$NEXT_ENTRY" = 1 ] && [ "$BOOT" -gt 1 ]; then
+        prev=$W/results.$((BOOT - 1))
+        if [ ! -s "$prev/next-options" ]; then
+            fail "boot $((BOOT - 1)) left no next-options"
+            break
+        fi
+        if [ "$(cat "$prev/next-linux-sha256" 2>/dev/null)" != "$(sha256sum <"$D/vmlinuz" | cut -d' ' -f1)" ] ||
+            [ "$(cat "$prev/next-initrd-sha256" 2>/dev/null)" != "$(sha256sum <"$D/initrd.img" | cut -d' ' -f1)" ]; then
+            fail "the new entry boots another kernel or initrd than the harness has"
+            break
+        fi
+        make_append "$prev/next-options"
+    fi
     t=$(now)
     rc=0
     vm_boot "$CONSOLE" "$D/vmlinuz" "$INITRD" "$APPEND" \

@@ -5,3 +5,4 @@ pub mod booted;
 pub mod checkout;
 pub mod objects;
 pub mod repo;
+pub mod staged;

@@ -40,6 +40,13 @@ pub struct Args {
     /// ostree-N.conf entry names: the default, kept for scripts that ask for it.
     #[arg(long, hide = true)]
     bootloader_naming_2: bool,
+    /// Complete the deployment at shutdown (/etc merge, boot entries), as `ostree admin
+    /// deploy --stage`: ostree-composefs-finalize-staged.service runs `finalize-staged`.
+    #[arg(long, conflicts_with = "keep")]
+    stage: bool,
+    /// Stage, and do not finalize at shutdown until unlocked (implies --stage).
+    #[arg(long, conflicts_with = "keep")]
+    lock_finalization: bool,
     /// Commit checksum or ref.
     rev: String,
 }
@@ -59,6 +66,24 @@ pub fn run(a: Args) -> Result<i32> {
         origin_refspec: None,
         naming: entry_naming(a.bootloader_naming_1, a.bootloader_naming_2),
     };
+    if a.stage || a.lock_finalization {
+        let r = deploy::staged::stage(&opts, a.lock_finalization)?;
+        if let Some(p) = &r.replaced {
+            println!("Replaced staged deployment {p}");
+        }
+        println!(
+            "Staged {}/{} (bootcsum {}){}",
+            r.target.osname,
+            r.target.name(),
+            r.target.bootcsum,
+            if r.locked {
+                "; finalization locked"
+            } else {
+                ""
+            }
+        );
+        return Ok(0);
+    }
     let r = deploy::deploy(&opts)?;
     if let Some((m, rm, ad)) = r.etc_changes {
         println!("Copying /etc changes: {m} modified, {rm} removed, {ad} added");

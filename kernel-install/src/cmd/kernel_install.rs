@@ -70,6 +70,8 @@ pub struct Config {
     /// Where the transient public key goes in the initrd (prepare-root's
     /// `composefs.keypath`).
     pub keypath: String,
+    /// Stage the deployment for finalization at shutdown (`deploy --stage`).
+    pub stage: bool,
 }
 
 impl Default for Config {
@@ -83,11 +85,12 @@ impl Default for Config {
             keep: None,
             signing: Signing::None,
             keypath: DEFAULT_KEYPATH.into(),
+            stage: false,
         }
     }
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "sysroot",
     "stateroot",
     "ref",
@@ -96,6 +99,7 @@ const KEYS: [&str; 8] = [
     "signing",
     "signing-key",
     "keypath",
+    "stage",
 ];
 
 impl Config {
@@ -199,6 +203,7 @@ impl Config {
             }
             c.keypath = v;
         }
+        c.stage = kf.get_bool(CONF_GROUP, "stage")?.unwrap_or(false);
         Ok(c)
     }
 }
@@ -427,6 +432,21 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
         origin_refspec: Some(refspec),
         naming: layout::EntryNaming::from_env(),
     };
+    if cfg.stage {
+        // The kernel and initrd go to /boot now (they are not in the tree); the /etc
+        // merge and the entries at shutdown.
+        let r = deploy::staged::stage(&opts, false)?;
+        drop(tmp);
+        say(
+            verbose,
+            &format!(
+                "staged {}/{} booting {kver} (finalized at shutdown)",
+                r.target.osname,
+                r.target.name()
+            ),
+        );
+        return Ok(EXIT_SKIP_REST);
+    }
     let r = deploy::deploy(&opts)?;
     drop(tmp);
     say(
@@ -523,6 +543,8 @@ mod tests {
         assert_eq!(c.signing, Signing::Transient);
         assert_eq!(c.keypath, "/etc/ostree/k.pub");
         assert_eq!(conf("").unwrap().signing, Signing::None);
+        assert!(!conf("").unwrap().stage);
+        assert!(conf("[kernel-install]\nstage=true\n").unwrap().stage);
         let k = conf("[kernel-install]\nsigning=key\nsigning-key=/etc/ostree/sk\n").unwrap();
         assert_eq!(k.signing, Signing::Key("/etc/ostree/sk".into()));
     }
@@ -541,6 +563,7 @@ mod tests {
             ("[kernel-install]\nsysroot=relative\n", "sysroot"),
             ("[kernel-install]\nstateroot=a/b\n", "stateroot"),
             ("[kernel-install]\nkeypath=/a/../b\n", "keypath"),
+            ("[kernel-install]\nstage=yes\n", "stage"),
             ("[kernel-install]\nkep=1\n", "kep"),
             ("[other]\nkeep=1\n", "[other]"),
         ] {

@@ -5,7 +5,7 @@
 //! is no longer referenced is removed.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ostree_boot::deployment::{Bootlink, DeployName};
@@ -100,7 +100,12 @@ fn render_entry(planned: &[Planned], index: usize, bv: u8) -> layout::BootEntry 
 
 /// `repo/refs/heads/ostree/BV/SUB/I` for every deployment: the refs libostree keeps so
 /// that `ostree prune` never collects a deployed commit.
-fn write_deployment_refs(sysroot: &Path, bv: u8, sub: u8, deps: &[Deployment]) -> Result<()> {
+pub(crate) fn write_deployment_refs(
+    sysroot: &Path,
+    bv: u8,
+    sub: u8,
+    deps: &[Deployment],
+) -> Result<()> {
     let base = sysroot.join("ostree/repo/refs/heads/ostree");
     // libostree deletes the old refs one by one and leaves their directories.
     remove_files_below(&base)?;
@@ -237,12 +242,17 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
     ] {
         remove_path(&p)?;
     }
+    // A staged deployment is referenced by /run/ostree/staged-deployment only.
+    let staged = super::staged::read_staged(booted)?;
     let keep = |sr: &str, name: &str| {
         state
             .deployments
             .iter()
             .chain(booted)
             .any(|d| d.stateroot == sr && d.name() == name)
+            || staged
+                .as_ref()
+                .is_some_and(|s| s.target.osname == sr && s.target.name() == name)
     };
     for sr in layout::list_stateroots(sysroot)? {
         let srdir = sysroot.join("ostree/deploy").join(&sr);
@@ -296,7 +306,8 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
                 .deployments
                 .iter()
                 .chain(booted)
-                .any(|d| d.bootcsum == csum);
+                .any(|d| d.bootcsum == csum)
+                || staged.as_ref().is_some_and(|s| s.target.bootcsum == csum);
             if !used {
                 remove_path(&ent.path())?;
             }
@@ -306,17 +317,24 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
 }
 
 /// Installs the kernel files of a new deployment under `boot/ostree/<sr>-<bootcsum>/`,
-/// each only if absent (hardlink, else copy through a temp name).
+/// each only if absent (hardlink, else copy through a temp name); a `dtb/` directory is
+/// copied whole under a temp name and renamed into place.
 pub fn install_kernel(sysroot: &Path, stateroot: &str, k: &KernelFiles) -> Result<()> {
     let boot = sysroot.join("boot");
     let dir = boot.join(format!("ostree/{stateroot}-{}", k.bootcsum));
     fsutil::mkdir_p(&dir, 0o775)?;
-    let mut files = vec![(&k.kernel, format!("vmlinuz-{}", k.kver))];
+    let mut files = vec![(&k.kernel, k.kernel_name())];
     if let Some(i) = &k.initrd {
-        files.push((i, format!("initramfs-{}.img", k.kver)));
+        files.push((i, k.initrd_name()));
     }
     if let Some(d) = &k.devicetree {
-        files.push((d, format!("devicetree-{}", k.kver)));
+        files.push((d, k.devicetree_name()));
+    }
+    if let Some(h) = &k.extras.hmac {
+        files.push((h, format!(".{}.hmac", k.kernel_name())));
+    }
+    if let Some(a) = &k.extras.aboot {
+        files.push((a, format!("aboot-{}.img", k.kver)));
     }
     for (src, name) in files {
         let dst = dir.join(&name);
@@ -326,30 +344,160 @@ pub fn install_kernel(sysroot: &Path, stateroot: &str, k: &KernelFiles) -> Resul
         fsutil::link_or_copy(src, &dst)?;
         checkpoint("kernel-file-installed")?;
     }
+    if let Some(src) = &k.extras.dtb_dir {
+        let dst = dir.join("dtb");
+        if fs::symlink_metadata(&dst).is_err() {
+            let tmp = dir.join(".dtb.tmp");
+            fsutil::remove_tree(&tmp)?;
+            // The tree's dtb/ is copied through descriptors: a link in it stays a link.
+            let parent = src
+                .parent()
+                .with_context(|| format!("{} has no parent", src.display()))?;
+            ostree_boot::beneath::copy_tree(
+                &ostree_boot::beneath::Dir::open(parent)?,
+                std::ffi::OsStr::new("dtb"),
+                &ostree_boot::beneath::Dir::open(&dir)?,
+                std::ffi::OsStr::new(".dtb.tmp"),
+            )
+            .with_context(|| format!("copying {}", src.display()))?;
+            fs::rename(&tmp, &dst)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))?;
+        }
+    }
     fsutil::fsync_path(&dir)?;
     fsutil::fsync_path(&boot.join("ostree"))
+}
+
+/// What else goes to /boot with a kernel found in the tree (see
+/// [`ostree_boot::bootfiles`]).
+#[derive(Clone, Debug, Default)]
+pub struct BootExtras {
+    /// Names under /boot when they are not `vmlinuz-<kver>` etc. (legacy layouts).
+    pub kernel_name: Option<String>,
+    pub initrd_name: Option<String>,
+    pub devicetree_name: Option<String>,
+    /// A `dtb/` directory (entry key `fdtdir`).
+    pub dtb_dir: Option<PathBuf>,
+    /// `.vmlinuz.hmac`, installed as `.vmlinuz-<kver>.hmac`.
+    pub hmac: Option<PathBuf>,
+    /// `aboot.img` (entry keys `aboot`, `abootcfg`).
+    pub aboot: Option<PathBuf>,
 }
 
 /// The kernel, initrd and devicetree a deployment boots, and their bootcsum.
 #[derive(Clone, Debug)]
 pub struct KernelFiles {
     pub kver: String,
-    pub kernel: std::path::PathBuf,
-    pub initrd: Option<std::path::PathBuf>,
-    pub devicetree: Option<std::path::PathBuf>,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub devicetree: Option<PathBuf>,
     pub bootcsum: String,
+    pub extras: BootExtras,
+}
+
+/// `[sysroot] bootprefix` of the repository config: entry paths start with `/boot/`,
+/// for a /boot that is a directory of the root filesystem the bootloader reads.
+pub fn bootprefix(sysroot: &Path) -> Result<bool> {
+    let p = sysroot.join("ostree/repo/config");
+    let Some(kf) = ostree_boot::keyfile::KeyFile::load_optional(&p)? else {
+        return Ok(false);
+    };
+    Ok(kf.get_bool("sysroot", "bootprefix")?.unwrap_or(false))
 }
 
 impl KernelFiles {
-    /// `linux`, `initrd`, `devicetree` entry keys, relative to /boot.
-    pub fn entry_paths(&self, stateroot: &str) -> Vec<(&'static str, String)> {
-        let d = format!("/ostree/{stateroot}-{}", self.bootcsum);
-        let mut v = vec![("linux", format!("{d}/vmlinuz-{}", self.kver))];
+    /// From a kernel found in the tree.
+    pub fn from_tree(k: ostree_boot::bootfiles::TreeKernel) -> Self {
+        use ostree_boot::bootfiles::Devicetree;
+        let (devicetree, devicetree_name, dtb_dir) = match k.devicetree {
+            Some(Devicetree::File(f)) => (Some(f.src), Some(f.name), None),
+            Some(Devicetree::Dir(d)) => (None, None, Some(d)),
+            None => (None, None, None),
+        };
+        KernelFiles {
+            extras: BootExtras {
+                kernel_name: Some(k.kernel.name),
+                initrd_name: k.initramfs.as_ref().map(|f| f.name.clone()),
+                devicetree_name,
+                dtb_dir,
+                hmac: k.hmac.map(|f| f.src),
+                aboot: k.aboot.map(|f| f.src),
+            },
+            kver: k.kver,
+            kernel: k.kernel.src,
+            initrd: k.initramfs.map(|f| f.src),
+            devicetree,
+            bootcsum: k.bootcsum,
+        }
+    }
+
+    pub fn kernel_name(&self) -> String {
+        self.extras
+            .kernel_name
+            .clone()
+            .unwrap_or_else(|| format!("vmlinuz-{}", self.kver))
+    }
+    pub fn initrd_name(&self) -> String {
+        self.extras
+            .initrd_name
+            .clone()
+            .unwrap_or_else(|| format!("initramfs-{}.img", self.kver))
+    }
+    pub fn devicetree_name(&self) -> String {
+        self.extras
+            .devicetree_name
+            .clone()
+            .unwrap_or_else(|| format!("devicetree-{}", self.kver))
+    }
+
+    /// The same files after the tree moved from `from` to `to`.
+    pub fn rebased(self, from: &Path, to: &Path) -> Self {
+        let r = |p: PathBuf| match p.strip_prefix(from) {
+            Ok(rel) => to.join(rel),
+            Err(_) => p,
+        };
+        KernelFiles {
+            kernel: r(self.kernel),
+            initrd: self.initrd.map(r),
+            devicetree: self.devicetree.map(r),
+            extras: BootExtras {
+                dtb_dir: self.extras.dtb_dir.map(r),
+                hmac: self.extras.hmac.map(r),
+                aboot: self.extras.aboot.map(r),
+                ..self.extras
+            },
+            ..self
+        }
+    }
+
+    /// The entry's keys for these files, as libostree writes them: `linux`, `initrd`,
+    /// `aboot` and `abootcfg`, `devicetree` or `fdtdir`; paths relative to /boot, or
+    /// starting with `/boot/` with `bootprefix` (except the aboot ones, as upstream).
+    pub fn entry_paths(
+        &self,
+        stateroot: &str,
+        deploy_name: &str,
+        bootprefix: bool,
+    ) -> Vec<(&'static str, String)> {
+        let rel = format!("ostree/{stateroot}-{}", self.bootcsum);
+        let d = format!("{}{rel}", if bootprefix { "/boot/" } else { "/" });
+        let mut v = vec![("linux", format!("{d}/{}", self.kernel_name()))];
         if self.initrd.is_some() {
-            v.push(("initrd", format!("{d}/initramfs-{}.img", self.kver)));
+            v.push(("initrd", format!("{d}/{}", self.initrd_name())));
+        }
+        if self.extras.aboot.is_some() {
+            v.push(("aboot", format!("/{rel}/aboot-{}.img", self.kver)));
+            v.push((
+                "abootcfg",
+                format!(
+                    "/ostree/deploy/{stateroot}/deploy/{deploy_name}/usr/lib/ostree-boot/aboot.cfg"
+                ),
+            ));
         }
         if self.devicetree.is_some() {
-            v.push(("devicetree", format!("{d}/devicetree-{}", self.kver)));
+            v.push(("devicetree", format!("{d}/{}", self.devicetree_name())));
+        } else if self.extras.dtb_dir.is_some() {
+            v.push(("fdtdir", format!("{d}/dtb")));
         }
         v
     }

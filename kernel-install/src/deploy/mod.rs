@@ -14,7 +14,9 @@ pub mod checkout;
 pub mod etc;
 pub mod fsutil;
 pub mod seal;
+pub mod staged;
 pub mod stale;
+pub mod writable;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -152,98 +154,31 @@ pub fn check_sysroot(sysroot: &Path) -> Result<()> {
     if !boot.is_dir() {
         bail!("{}: no boot/ directory", sysroot.display());
     }
-    if let Err(e) = rustix::fs::access(&boot, rustix::fs::Access::WRITE_OK) {
-        if e == rustix::io::Errno::ROFS {
-            bail!(
-                "{} is read-only: remount it read-write to install a kernel",
-                boot.display()
-            );
-        }
-        bail!("{} is not writable: {e}", boot.display());
+    match rustix::fs::access(&boot, rustix::fs::Access::WRITE_OK) {
+        // A read-only /boot is made writable privately (ensure_writable_sysroot).
+        Ok(()) | Err(rustix::io::Errno::ROFS) => Ok(()),
+        Err(e) => bail!("{} is not writable: {e}", boot.display()),
     }
-    Ok(())
 }
 
-/// The mount point holding `path` (the longest mount point in /proc/self/mountinfo
-/// that is a prefix of it), with mountinfo's octal escapes undone.
-fn mount_point_of(path: &Path) -> Result<PathBuf> {
-    let info =
-        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
-    let unescape = |s: &str| -> String {
-        let mut out = Vec::new();
-        let b = s.as_bytes();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\'
-                && i + 3 < b.len()
-                && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-            {
-                out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-                i += 4;
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    let mut best = PathBuf::from("/");
-    for line in info.lines() {
-        let Some(mp) = line.split(' ').nth(4) else {
-            continue;
-        };
-        let mp = PathBuf::from(unescape(mp));
-        if path.starts_with(&mp) && mp.components().count() > best.components().count() {
-            best = mp;
-        }
-    }
-    Ok(best)
-}
-
-/// A read-only sysroot (ostree's `sysroot.readonly`, the default with composefs) is made
-/// writable for this process only, as libostree does: a private mount namespace in
-/// which its mount is remounted read-write. The rest of the system keeps it read-only.
-// unshare(2) is unsafe in rustix (CLONE_FILES could split the fd table under threads).
-#[allow(unsafe_code)]
+/// A read-only sysroot (ostree's `sysroot.readonly`, the default with composefs) or
+/// /boot (as Fedora CoreOS mounts it) is made writable for this process only, as
+/// libostree does: a private mount namespace in which its mount is remounted
+/// read-write. The rest of the system keeps it read-only: the other namespaces' mounts
+/// keep their own read-only flag even when the superblock is remounted.
 pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
-    let dir = sysroot.join("ostree/deploy");
-    match rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK) {
-        Ok(()) => return Ok(()),
-        Err(rustix::io::Errno::ROFS) => {}
-        Err(e) => return Err(e).with_context(|| format!("{} is not writable", dir.display())),
+    for dir in [sysroot.join("ostree/deploy"), sysroot.join("boot")] {
+        writable::ensure_writable(&dir)?;
     }
-    let real = fs::canonicalize(&dir).with_context(|| format!("resolving {}", dir.display()))?;
-    let mp = mount_point_of(&real)?;
-    // SAFETY: only a new mount namespace is asked for (no CLONE_FILES), so no file
-    // descriptor table is split between threads; this runs before any thread is made.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .context("a private mount namespace to make the sysroot writable")?;
-    rustix::mount::mount_change(
-        "/",
-        rustix::mount::MountPropagationFlags::DOWNSTREAM
-            | rustix::mount::MountPropagationFlags::REC,
-    )
-    .context("making / a downstream mount in the private namespace")?;
-    // Superblock-level read-only (a plain remount) or mount-level (a bind remount).
-    let _ = rustix::mount::mount_remount(&mp, rustix::mount::MountFlags::RELATIME, "");
-    if rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_err() {
-        rustix::mount::mount_remount(&mp, rustix::mount::MountFlags::BIND, "")
-            .with_context(|| format!("remounting {} read-write", mp.display()))?;
-    }
-    rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).with_context(|| {
-        format!(
-            "{} is still read-only after remounting {}",
-            dir.display(),
-            mp.display()
-        )
-    })?;
     Ok(())
 }
 
 /// What every change of the boot configuration starts with: a usable, writable sysroot,
 /// its lock (held until the returned guard drops), the current state, the booted
 /// deployment, and the leftovers of an interrupted earlier run removed.
-fn begin_change(sysroot: &Path) -> Result<(SysrootLock, SysrootState, Option<Deployment>)> {
+pub(crate) fn begin_change(
+    sysroot: &Path,
+) -> Result<(SysrootLock, SysrootState, Option<Deployment>)> {
     check_sysroot(sysroot)?;
     ensure_writable_sysroot(sysroot)?;
     let lock = lock_sysroot(sysroot)?;
@@ -361,7 +296,7 @@ pub fn retained<'a>(
     Ok(out)
 }
 
-fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
+pub(crate) fn allocate_deployserial(sysroot: &Path, sr: &str, csum: &str) -> Result<u32> {
     let dir = sysroot.join("ostree/deploy").join(sr).join("deploy");
     let mut next = 0;
     if let Ok(rd) = fs::read_dir(&dir) {
@@ -384,7 +319,7 @@ const MAX_OS_RELEASE: u64 = 64 * 1024;
 /// The entry title from the tree's os-release, read as the booted system would see it:
 /// links resolved inside the tree ([`Resolve::InRoot`]), never to the host's files, and
 /// only a regular file of bounded size.
-fn os_release_title(deploy: &Path) -> Result<String> {
+pub(crate) fn os_release_title(deploy: &Path) -> Result<String> {
     let root = Dir::open(deploy)?;
     let mut found = None;
     for p in ["usr/lib/os-release", "etc/os-release"] {
@@ -404,20 +339,14 @@ fn os_release_title(deploy: &Path) -> Result<String> {
     layout::os_release_title(&text).context("No PRETTY_NAME or ID in /etc/os-release")
 }
 
-fn kernel_files(deploy: &Path, arg: Option<&KernelArg>) -> Result<KernelFiles> {
-    let tree = layout::find_kernel_in_tree(deploy)?;
+pub(crate) fn kernel_files(deploy: &Path, arg: Option<&KernelArg>) -> Result<KernelFiles> {
+    let tree = ostree_boot::bootfiles::find_kernel(deploy)?;
     match arg {
         None => {
             let k = tree.context(
-                "Failed to find kernel in /usr/lib/modules of the tree (and no --kernel given)",
+                "Failed to find kernel in /usr/lib/modules, /usr/lib/ostree-boot or /boot of the tree (and no --kernel given)",
             )?;
-            Ok(KernelFiles {
-                kver: k.kver,
-                kernel: k.vmlinuz,
-                initrd: k.initramfs,
-                devicetree: k.devicetree,
-                bootcsum: k.bootcsum,
-            })
+            Ok(KernelFiles::from_tree(k))
         }
         Some(a) => {
             if !a.kernel.is_file() {
@@ -455,6 +384,7 @@ fn kernel_files(deploy: &Path, arg: Option<&KernelArg>) -> Result<KernelFiles> {
                 initrd: a.initrd.clone(),
                 devicetree: None,
                 bootcsum,
+                extras: Default::default(),
             })
         }
     }
@@ -579,6 +509,7 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             &name,
             merge.as_ref(),
             version.as_deref(),
+            true,
         );
         let (kernel, title_base, etc_changes, _final_dir) = staged?;
 
@@ -603,11 +534,22 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
                 k
             }
         };
+        // Keys in the order libostree sets them, which decides the order of those it
+        // does not know (see BootEntry::render): the options first when they are
+        // given or inherited, then title and version (filled in when written), the
+        // files, and otherwise the options last.
+        let options_first =
+            merge.is_some() || !matches!(&opts.kargs, KargsSpec::Merge(a) if a.is_empty());
         let mut entry = BootEntry::default();
-        entry.set("options", kargs.to_string());
-        for (k, v) in kernel.entry_paths(&sr) {
+        if options_first {
+            entry.set("options", kargs.to_string());
+        }
+        entry.set("title", "");
+        entry.set("version", "");
+        for (k, v) in kernel.entry_paths(&sr, &name, boot::bootprefix(sysroot)?) {
             entry.set(k, v);
         }
+        entry.set("options", kargs.to_string());
         let new = Deployment {
             stateroot: sr.clone(),
             csum: csum.clone(),
@@ -636,7 +578,9 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
             title_base,
         }];
         planned.extend(kept.into_iter().map(Planned::existing));
+        staged::drop_staged(booted.as_ref())?;
         boot::write_deployments(sysroot, &state, &mut planned, opts.naming)?;
+        staged::send_complete(sysroot, &state);
         Ok(DeployResult {
             stateroot: sr.clone(),
             csum: csum.clone(),
@@ -656,9 +600,11 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
 }
 
 /// Checkout, /etc, /var and origin of the new deployment, renamed into `deploy/` when
-/// complete. Returns its kernel, title text, /etc merge counts and directory.
+/// complete. Returns its kernel, title text, /etc merge counts and directory. Without
+/// `seal` the deployment stays mutable, as libostree leaves a staged one until its /etc
+/// is merged at shutdown.
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn stage(
+pub(crate) fn stage(
     sysroot: &Path,
     opts: &DeployOptions,
     repo: &Repo,
@@ -668,6 +614,7 @@ fn stage(
     name: &str,
     merge: Option<&Deployment>,
     version: Option<&str>,
+    seal: bool,
 ) -> Result<(KernelFiles, String, Option<(usize, usize, usize)>, PathBuf)> {
     let srdir = sysroot.join("ostree/deploy").join(sr);
     let staging = srdir.join(STAGING_DIR).join(name);
@@ -681,6 +628,7 @@ fn stage(
     if let Some(m) = merge {
         let d = etc::merge(&sysroot.join(m.dir()), &staging)?;
         etc_changes = Some((d.modified.len(), d.removed.len(), d.added.len()));
+        staged::send_configmerge(&d);
     }
     checkpoint("etc-merged")?;
     seed_var(sysroot, sr, &staging)?;
@@ -725,32 +673,16 @@ fn stage(
     let final_dir = deploy_dir.join(name);
     // A kernel installed from the tree is linked from the deployment, so take the
     // paths from their final place.
-    let kernel = KernelFiles {
-        kernel: rebase(&kernel.kernel, &staging, &final_dir),
-        initrd: kernel
-            .initrd
-            .as_ref()
-            .map(|p| rebase(p, &staging, &final_dir)),
-        devicetree: kernel
-            .devicetree
-            .as_ref()
-            .map(|p| rebase(p, &staging, &final_dir)),
-        ..kernel
-    };
+    let kernel = kernel.rebased(&staging, &final_dir);
     fs::rename(&staging, &final_dir)
         .with_context(|| format!("renaming {} to {}", staging.display(), final_dir.display()))?;
     fsutil::fsync_path(&deploy_dir)?;
-    fsutil::set_immutable(&final_dir)?;
+    if seal {
+        fsutil::set_immutable(&final_dir)?;
+    }
     checkpoint("deployment-in-place")?;
 
     Ok((kernel, title_base, etc_changes, final_dir))
-}
-
-fn rebase(p: &Path, from: &Path, to: &Path) -> PathBuf {
-    match p.strip_prefix(from) {
-        Ok(rel) => to.join(rel),
-        Err(_) => p.to_path_buf(),
-    }
 }
 
 /// `ostree-composefs undeploy INDEX`: drops deployment INDEX (0 = default) from the boot
@@ -773,6 +705,7 @@ pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Dep
         .filter(|(i, _)| *i != index)
         .map(|(_, d)| Planned::existing(d))
         .collect();
+    staged::drop_staged(booted.as_ref())?;
     boot::write_deployments(sysroot, &state, &mut planned, naming)?;
     boot::cleanup(sysroot, booted.as_ref())?;
     Ok(target)
@@ -798,6 +731,7 @@ pub fn undeploy_kver(
         return Ok(Vec::new());
     }
     let mut planned: Vec<Planned> = stay.into_iter().map(Planned::existing).collect();
+    staged::drop_staged(booted.as_ref())?;
     boot::write_deployments(sysroot, &state, &mut planned, naming)?;
     boot::cleanup(sysroot, booted.as_ref())?;
     Ok(gone.into_iter().cloned().collect())
