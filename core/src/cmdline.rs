@@ -87,7 +87,7 @@ impl Cmdline {
 
     /// Like [`Cmdline::from_proc`] for another file (tests, or a saved command line).
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Cmdline> {
-        let bytes = std::fs::read(path)?;
+        let bytes = crate::fsutil::read_regular(path, crate::fsutil::ReadKind::Small)?;
         let first = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
         Ok(Self::parse(&String::from_utf8_lossy(first)))
     }

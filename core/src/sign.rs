@@ -302,8 +302,11 @@ pub enum DeployCommitError {
     BadDeployName(String),
 }
 
-fn read_opt(path: &std::path::Path) -> Result<Option<Vec<u8>>, DeployCommitError> {
-    match std::fs::read(path) {
+fn read_opt(
+    path: &std::path::Path,
+    kind: crate::fsutil::ReadKind,
+) -> Result<Option<Vec<u8>>, DeployCommitError> {
+    match crate::fsutil::read_regular(path, kind) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(DeployCommitError::Io {
@@ -319,7 +322,7 @@ fn load_loose(
 ) -> Result<Option<LoadedCommit>, DeployCommitError> {
     use crate::ostree::objects::{ObjectType, object_path};
     let p = objects.join(object_path(csum, ObjectType::Commit));
-    let Some(bytes) = read_opt(&p)? else {
+    let Some(bytes) = read_opt(&p, crate::fsutil::ReadKind::Commit)? else {
         return Ok(None);
     };
     let commit = Commit::parse(&bytes).map_err(|err| DeployCommitError::Object { path: p, err })?;
@@ -336,7 +339,7 @@ fn load_meta(
 ) -> Result<Option<CommitMeta>, DeployCommitError> {
     use crate::ostree::objects::{ObjectType, VarDict, object_path};
     let p = objects.join(object_path(csum, ObjectType::CommitMeta));
-    Ok(read_opt(&p)?.map(|b| VarDict::parse(&b)))
+    Ok(read_opt(&p, crate::fsutil::ReadKind::CommitMeta)?.map(|b| VarDict::parse(&b)))
 }
 
 /// Loads what prepare-root checks for the deployment directory named `deploy_name`

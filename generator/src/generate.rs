@@ -23,6 +23,7 @@ use std::path::Path;
 use ostree_boot::cmdline::{Cmdline, OstreeTarget};
 use ostree_boot::config::{ComposefsMode, PrepareRootConfig, RootConfig};
 use ostree_boot::deployment::{Bootlink, aboot_stateroot};
+use ostree_boot::fsutil::{ReadKind, read_regular};
 use ostree_boot::ostree::booted::OstreeBooted;
 
 use crate::context::Context;
@@ -296,7 +297,7 @@ fn boot_mount(ctx: &Context, out: &OutputDir, fstab_points: &[String], outcome: 
 }
 
 fn read_booted(path: &Path) -> Result<Option<OstreeBooted>, String> {
-    match std::fs::read(path) {
+    match read_regular(path, ReadKind::Small) {
         Ok(bytes) => OstreeBooted::from_bytes(&bytes)
             .map(Some)
             .map_err(|e| e.to_string()),
@@ -306,7 +307,7 @@ fn read_booted(path: &Path) -> Result<Option<OstreeBooted>, String> {
 }
 
 fn read_fstab(ctx: &Context) -> io::Result<String> {
-    match std::fs::read(ctx.fstab_path()) {
+    match read_regular(&ctx.fstab_path(), ReadKind::Small) {
         Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(e),

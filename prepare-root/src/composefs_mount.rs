@@ -277,7 +277,7 @@ pub fn mount_image(
             "no object directory (data layer) given".into(),
         ));
     }
-    let file = match File::open(image) {
+    let file = match ostree_boot::fsutil::open_regular(image) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(CfsMountError::ImageMissing(image.to_path_buf()));

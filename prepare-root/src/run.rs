@@ -44,6 +44,7 @@ impl_from!(
     ostree_boot::cmdline::CmdlineError,
     ostree_boot::deployment::DeploymentError,
     ostree_boot::plan::PlanError,
+    ostree_boot::plan::FactsError,
     verify::VerifyError,
     ostree_boot::ostree::booted::BootedError
 );
@@ -91,7 +92,7 @@ pub fn gather(
             .join(plan::USR_OVL_WORK)
             .symlink_metadata()
             .is_ok(),
-        legacy_repo_readonly: plan::legacy_repo_readonly(&root.join("ostree/repo/config")),
+        legacy_repo_readonly: plan::legacy_repo_readonly(&root.join("ostree/repo/config"))?,
     };
     Ok(Inputs {
         rc,

@@ -122,18 +122,16 @@ impl Config {
                 });
             }
         }
-        if let Some(sec) = kf.ini().get_map_ref().get(CONF_GROUP) {
-            for k in sec.keys() {
-                if !KEYS.contains(&k.as_str()) {
-                    return Err(KeyFileError::Parse {
-                        path: kf.source().to_path_buf(),
-                        line: kf.line_of(CONF_GROUP, k).unwrap_or(0),
-                        message: format!(
-                            "[{CONF_GROUP}] unknown key '{k}' (known: {})",
-                            KEYS.join(", ")
-                        ),
-                    });
-                }
+        for k in kf.keys(CONF_GROUP) {
+            if !KEYS.contains(&k) {
+                return Err(KeyFileError::Parse {
+                    path: kf.source().to_path_buf(),
+                    line: kf.line_of(CONF_GROUP, k).unwrap_or(0),
+                    message: format!(
+                        "[{CONF_GROUP}] unknown key '{k}' (known: {})",
+                        KEYS.join(", ")
+                    ),
+                });
             }
         }
         let get = |k: &str| {
