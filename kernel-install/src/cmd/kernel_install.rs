@@ -356,12 +356,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     let deploy_csum = match &cfg.signing {
         Signing::None => csum,
         Signing::Key(path) => {
-            let text = zeroize::Zeroizing::new(
-                fs::read_to_string(path)
-                    .with_context(|| format!("reading the signing key {}", path.display()))?,
-            );
-            let sk = SecretKey::from_base64(&text)
-                .with_context(|| format!("signing key {}", path.display()))?;
+            let sk = SecretKey::load_file(path).context("loading the signing key")?;
             let c = seal::with_composefs_digest(&repo, &csum, None)?;
             seal::sign_commit(&repo, &c, &sk)?;
             say(
