@@ -163,10 +163,8 @@ fn unescape_specifiers(v: &str) -> Option<String> {
     let mut out = String::with_capacity(v.len());
     let mut chars = v.chars();
     while let Some(c) = chars.next() {
-        if c == '%' {
-            if chars.next() != Some('%') {
-                return None;
-            }
+        if c == '%' && chars.next() != Some('%') {
+            return None;
         }
         out.push(c);
     }
