@@ -5,6 +5,7 @@
 //! `ostree-system-generator`, `ostree-composefs`) are thin executors over this crate:
 //! prepare-root executes the [`plan`] with syscalls, the generator renders it as units.
 
+pub mod bls;
 pub mod cmdline;
 pub mod composefs;
 pub mod config;
