@@ -122,9 +122,9 @@ pub const KEY_MAX: u64 = 1 << 20;
 pub const SMALL_MAX: u64 = 1 << 20;
 /// Cap of [`ReadKind::Image`].
 pub const IMAGE_MAX: u64 = 1 << 30;
-/// How many bytes of an image the header check reads (superblocks and the first
-/// metadata block): the mount path never reads more than this itself.
-pub const IMAGE_HEADER_MAX: u64 = 64 << 10;
+/// How many bytes of an image the mount path reads itself (the composefs header and
+/// the EROFS superblock magic); the kernel reads the rest.
+pub const IMAGE_HEADER_MAX: u64 = 1028;
 
 impl ReadKind {
     pub const fn max(self) -> u64 {

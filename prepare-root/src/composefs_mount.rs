@@ -205,6 +205,7 @@ pub fn read_header(file: &File, path: &Path) -> Result<CfsHeader, CfsMountError>
         )));
     }
     let mut sb = [0u8; 4];
+    const _: () = assert!(1024 + 4 <= ostree_boot::fsutil::IMAGE_HEADER_MAX);
     file.read_exact_at(&mut sb, 1024)
         .map_err(|e| bad(format!("reading the EROFS superblock: {e}")))?;
     let sb_magic = u32::from_le_bytes(sb);
