@@ -24,6 +24,38 @@ pub enum CmdlineError {
     InvalidSlotSuffix(String),
     #[error("handling karg ostree.prepare-root.composefs: Invalid tri-state value: {0}")]
     InvalidComposefs(String),
+    /// An `ostree=` value that [`check_ostree_path`] refuses.
+    #[error("ostree={value:?} refused: {reason}")]
+    UnsafeTarget { value: String, reason: &'static str },
+}
+
+/// The rule for an `ostree=` value, before anything looks it up or writes it anywhere
+/// (a unit file, a log line): an absolute path whose components are neither empty,
+/// `.` nor `..`, without control characters. ostree itself only ever writes
+/// `/ostree/boot.N/<stateroot>/<bootcsum>/<serial>`; anything else is a hand-edited or
+/// hostile command line (a CR would start a new directive in a unit file, a `..`
+/// would lead out of the sysroot).
+pub fn check_ostree_path(value: &str) -> Result<(), CmdlineError> {
+    let bad = |reason| {
+        Err(CmdlineError::UnsafeTarget {
+            value: value.to_string(),
+            reason,
+        })
+    };
+    if value.chars().any(char::is_control) {
+        return bad("it contains a control character");
+    }
+    let Some(rest) = value.strip_prefix('/') else {
+        return bad("it is not an absolute path");
+    };
+    for c in rest.split('/') {
+        match c {
+            "" => return bad("it has an empty path component"),
+            "." | ".." => return bad("it has a '.' or '..' path component"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Where the deployment to boot is named: a path under the sysroot that must be a
@@ -87,7 +119,7 @@ impl Cmdline {
 
     /// Like [`Cmdline::from_proc`] for another file (tests, or a saved command line).
     pub fn from_file(path: &std::path::Path) -> std::io::Result<Cmdline> {
-        let bytes = std::fs::read(path)?;
+        let bytes = crate::fsutil::read_regular(path, crate::fsutil::ReadKind::Small)?;
         let first = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
         Ok(Self::parse(&String::from_utf8_lossy(first)))
     }
@@ -130,7 +162,11 @@ impl Cmdline {
         if self.args.iter().any(|a| a.starts_with("androidboot.")) {
             return aboot("/ostree/root.a");
         }
-        Ok(self.get("ostree").map(|p| OstreeTarget {
+        let Some(p) = self.get("ostree") else {
+            return Ok(None);
+        };
+        check_ostree_path(p)?;
+        Ok(Some(OstreeTarget {
             path: p.to_string(),
             is_aboot: false,
         }))
@@ -162,6 +198,43 @@ mod tests {
 
     fn path(s: &str) -> Option<String> {
         target(s).unwrap().map(|t| t.path)
+    }
+
+    #[test]
+    fn ostree_path_rule() {
+        for ok in [
+            "/ostree/boot.1/os/abc/0",
+            "/x",
+            "/ostree/root.a",
+            "/a b/%c/é",
+        ] {
+            assert_eq!(check_ostree_path(ok), Ok(()), "{ok:?}");
+        }
+        let cases = [
+            ("/ostree/boot.1/a\rType=oneshot/c/0", "control character"),
+            ("/ostree/boot.1/a\n/c/0", "control character"),
+            ("/ostree/boot.1/a\u{7f}/c/0", "control character"),
+            ("/ostree/boot.1/a\u{85}/c/0", "control character"),
+            ("/ostree/boot.1/../abc/0", "'..'"),
+            ("/ostree/./boot.1/os/abc/0", "'.'"),
+            ("/ostree//boot.1/os/abc/0", "empty path component"),
+            ("/ostree/boot.1/os/abc/0/", "empty path component"),
+            ("/", "empty path component"),
+            ("", "not an absolute path"),
+            ("ostree/boot.1/os/abc/0", "not an absolute path"),
+        ];
+        for (value, why) in cases {
+            let e = check_ostree_path(value).unwrap_err().to_string();
+            assert!(e.contains(why), "{value:?}: {e}");
+            let quoted = format!("ostree=\"{value}\"");
+            assert!(target(&quoted).is_err(), "{quoted:?}");
+        }
+        assert_eq!(
+            target("ostree=\"/ostree/boot.1/a\rType=x/b/0\"")
+                .unwrap_err()
+                .to_string(),
+            "ostree=\"/ostree/boot.1/a\\rType=x/b/0\" refused: it contains a control character"
+        );
     }
 
     // tests/test-otcore.c /prepare-root-cmdline

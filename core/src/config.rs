@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cmdline::{Cmdline, CmdlineError};
+use crate::cmdline::{COMPOSEFS_KARG, Cmdline, CmdlineError};
 use crate::keyfile::{KeyFile, KeyFileError};
 
 /// The public keys that signed composefs commits are checked against, by default.
@@ -34,6 +34,17 @@ pub enum ConfigError {
     /// `root.transient` and `root.transient-ro` are exclusive.
     #[error("{}:{line}: [root] transient-ro: Cannot set both root.transient and root.transient-ro", file.display())]
     TransientConflict { file: PathBuf, line: usize },
+    /// A kernel argument asked for less than the initrd's configuration requires.
+    #[error(
+        "kernel argument {karg}={value} refused: it would lower composefs.enabled={required} set by {}; a kernel argument may only keep or raise it",
+        file.display()
+    )]
+    KargDowngrade {
+        karg: &'static str,
+        value: String,
+        required: ComposefsMode,
+        file: PathBuf,
+    },
 }
 
 /// The contents of prepare-root.conf, validated, before the kernel command line.
@@ -146,6 +157,12 @@ impl RootConfig {
     /// Beyond upstream: karg `signed` with a file that is not `signed` is a defined state
     /// (signed, keys from `keypath`); prepare-root loads the keys then and fails cleanly
     /// if there are none, where ostree aborts on an assertion.
+    ///
+    /// Unlike upstream, a karg cannot lower a file's `verity` or `signed`: anyone who can
+    /// edit a boot entry could otherwise boot an unverified root with an initrd whose
+    /// configuration promises to boot only the userspace it was made for. Such a karg is
+    /// [`ConfigError::KargDowngrade`] (the boot fails closed). Keeping (`yes` with a file
+    /// `verity` still means verity) or raising is allowed.
     pub fn new(cfg: &PrepareRootConfig, cmdline: &Cmdline) -> Result<RootConfig, ConfigError> {
         let (mut enabled, mut require_verity, mut is_signed) = match cfg.composefs {
             ComposefsMode::Signed => (ComposefsMode::Yes, true, true),
@@ -174,6 +191,16 @@ impl RootConfig {
             ComposefsMode::Yes if require_verity => ComposefsMode::Verity,
             m => m,
         };
+        if matches!(cfg.composefs, ComposefsMode::Verity | ComposefsMode::Signed)
+            && composefs.strength() < cfg.composefs.strength()
+        {
+            return Err(ConfigError::KargDowngrade {
+                karg: COMPOSEFS_KARG,
+                value: cmdline.get(COMPOSEFS_KARG).unwrap_or("").to_string(),
+                required: cfg.composefs,
+                file: cfg.source.clone().unwrap_or_default(),
+            });
+        }
         let sysroot_readonly = cfg.sysroot_readonly.unwrap_or(composefs.is_required());
         Ok(RootConfig {
             composefs,
@@ -380,15 +407,12 @@ mod tests {
 
     #[test]
     fn derived_table_karg_override() {
-        let files = [
+        // Files that do not require verity: every karg applies, as upstream.
+        for file in [
             "",
             "[composefs]\nenabled=maybe\n",
             "[composefs]\nenabled=yes\n",
-            "[composefs]\nenabled=verity\n",
-            "[composefs]\nenabled=signed\n",
-        ];
-        for file in files {
-            let cfg_verity = file.contains("verity") || file.contains("signed");
+        ] {
             let karg = |v: &str| {
                 root(
                     file,
@@ -410,31 +434,73 @@ mod tests {
                 let r = karg(v);
                 assert_eq!(
                     (r.composefs, r.require_verity, r.is_signed),
-                    (ComposefsMode::No, cfg_verity, false)
+                    (ComposefsMode::No, false, false)
                 );
                 assert!(!r.sysroot_readonly);
             }
             for v in ["1", "yes", "true"] {
                 let r = karg(v);
-                let want = if cfg_verity {
-                    ComposefsMode::Verity
-                } else {
-                    ComposefsMode::Yes
-                };
                 assert_eq!(
                     (r.composefs, r.require_verity, r.is_signed),
-                    (want, cfg_verity, false)
+                    (ComposefsMode::Yes, false, false)
                 );
                 assert!(r.sysroot_readonly);
             }
             let r = karg("maybe");
             assert_eq!(
                 (r.composefs, r.require_verity, r.is_signed),
-                (ComposefsMode::Maybe, cfg_verity, false)
+                (ComposefsMode::Maybe, false, false)
             );
             assert!(root(file, "ostree.prepare-root.composefs=sure").is_err());
             assert!(root(file, "ostree.prepare-root.composefs=Yes").is_err());
         }
+    }
+
+    /// A karg may keep or raise `verity`/`signed`, never lower it (upstream lets it).
+    #[test]
+    fn karg_never_lowers_verity_or_signed() {
+        let verity = "[composefs]\nenabled=verity\n";
+        let signed = "[composefs]\nenabled=signed\n";
+        let karg = |file: &str, v: &str| root(file, &format!("ostree=/x {COMPOSEFS_KARG}={v}"));
+        let ok = |file: &str, v: &str| {
+            let r = karg(file, v).unwrap();
+            (r.composefs, r.require_verity, r.is_signed)
+        };
+        assert_eq!(ok(verity, "verity"), (ComposefsMode::Verity, true, false));
+        for v in ["1", "yes", "true"] {
+            // Upstream keeps require_verity: `yes` does not lower a file's `verity`.
+            assert_eq!(ok(verity, v), (ComposefsMode::Verity, true, false));
+        }
+        assert_eq!(ok(verity, "signed"), (ComposefsMode::Signed, true, true));
+        assert_eq!(ok(signed, "signed"), (ComposefsMode::Signed, true, true));
+        assert_eq!(
+            root(signed, "ostree=/x").unwrap().composefs,
+            ComposefsMode::Signed
+        );
+        let lowering = [
+            (verity, vec!["0", "no", "false", "maybe"]),
+            (
+                signed,
+                vec!["0", "no", "false", "maybe", "1", "yes", "true", "verity"],
+            ),
+        ];
+        for (file, values) in lowering {
+            for v in values {
+                let e = karg(file, v).unwrap_err();
+                assert!(
+                    matches!(e, ConfigError::KargDowngrade { .. }),
+                    "{file:?} {v}: {e}"
+                );
+                let msg = e.to_string();
+                assert!(
+                    msg.contains(&format!("{COMPOSEFS_KARG}={v} refused")),
+                    "{msg}"
+                );
+                assert!(msg.contains("/usr/lib/ostree/prepare-root.conf"), "{msg}");
+            }
+        }
+        // The first karg is the one applied, so the one judged.
+        assert!(karg(signed, "no ostree.prepare-root.composefs=signed").is_err());
     }
 
     #[test]

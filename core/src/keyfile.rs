@@ -15,6 +15,10 @@
 //!    `#` only, no inline comments, no multi-line values), parses the same text. Its map
 //!    must agree with the line pass on every group, key and (trimmed) value; a
 //!    disagreement fails closed instead of booting with a half-understood config.
+//!    This cross-check runs on files up to [`CROSS_CHECK_MAX`] bytes (every real one):
+//!    configparser alone takes most of a second on 200k groups, and a file written to
+//!    stall the initrd must not. Larger files are read by the line pass only, which is
+//!    linear (`cargo bench -p ostree-boot --bench keyfile`).
 //!
 //! Differences from GKeyFile that cannot change what ostree reads: translated keys
 //! (`key[de]`) are kept as ordinary keys rather than filtered by locale.
@@ -71,9 +75,16 @@ pub struct KeyFile {
     source: PathBuf,
     /// Group names in order of first appearance.
     groups: Vec<String>,
-    entries: HashMap<(String, String), Entry>,
-    ini: Ini,
+    /// Group → key → entry; every group has a map, possibly empty. Nested so that
+    /// lookups by `&str` need no allocation and a file with many groups parses in linear
+    /// time (it is read in the initrd).
+    entries: HashMap<String, HashMap<String, Entry>>,
+    /// `None` for a file over [`CROSS_CHECK_MAX`].
+    ini: Option<Ini>,
 }
+
+/// Files up to this size are also parsed by configparser and compared.
+pub const CROSS_CHECK_MAX: usize = 64 << 10;
 
 /// GLib's `g_ascii_isspace`: space, `\t`, `\n`, `\f`, `\r`. Not `\v`: GLib 2.74 keeps
 /// vertical tabs in key names and values (checked against libglib).
@@ -182,7 +193,7 @@ impl KeyFile {
             });
         }
         let mut groups: Vec<String> = Vec::new();
-        let mut entries: HashMap<(String, String), Entry> = HashMap::new();
+        let mut entries: HashMap<String, HashMap<String, Entry>> = HashMap::new();
         let mut current: Option<String> = None;
         let mut first_group: Option<String> = None;
         // GKeyFile splits on `\n` and drops one `\r` before it; a final line without `\n`
@@ -198,7 +209,8 @@ impl KeyFile {
             match classify(raw).map_err(|m| perr(lineno, m))? {
                 Line::Blank => {}
                 Line::Group(name) => {
-                    if !groups.iter().any(|g| g == name) {
+                    if !entries.contains_key(name) {
+                        entries.insert(name.to_string(), HashMap::new());
                         groups.push(name.to_string());
                     }
                     if first_group.is_none() {
@@ -219,8 +231,8 @@ impl KeyFile {
                             format!("key file contains unsupported encoding '{value}'"),
                         ));
                     }
-                    entries.insert(
-                        (group.clone(), key.to_string()),
+                    entries.get_mut(group.as_str()).expect("group seen").insert(
+                        key.to_string(),
                         Entry {
                             value: value.to_string(),
                             line: lineno,
@@ -230,13 +242,18 @@ impl KeyFile {
             }
         }
 
+        let cross_check = text.len() <= CROSS_CHECK_MAX;
         let mut ini = gkeyfile_like_ini();
-        let cp = ini.read(text.to_string());
+        let cp = if cross_check {
+            Some(ini.read(text.to_string()))
+        } else {
+            None
+        };
         let kf = KeyFile {
             source: source.to_path_buf(),
             groups,
             entries,
-            ini,
+            ini: cross_check.then_some(ini),
         };
         // A line starting with non-ASCII whitespace makes configparser see a different
         // structure (a comment, a group or an empty key where GKeyFile sees a key): the
@@ -245,16 +262,12 @@ impl KeyFile {
             !raw.trim_start_matches(g_space)
                 .starts_with(char::is_whitespace)
         });
-        if comparable {
+        if let Some(cp) = cp.filter(|_| comparable) {
             let detail = match cp {
                 Err(e) => Some(format!(
                     "configparser rejected a file GKeyFile accepts: {e}"
                 )),
-                Ok(map) => kf.disagreement(
-                    &map.into_iter()
-                        .map(|(g, m)| (g, m.into_iter().collect()))
-                        .collect(),
-                ),
+                Ok(map) => kf.disagreement(&map),
             };
             if let Some(detail) = detail {
                 return Err(KeyFileError::Disagreement {
@@ -270,14 +283,21 @@ impl KeyFile {
     /// values with Unicode whitespace (GKeyFile strips only ASCII whitespace at the line
     /// start, around `=` and at the key's end, and keeps a value's trailing whitespace).
     fn disagreement(&self, cp: &IniMap) -> Option<String> {
+        if self.agrees_untrimmed(cp) {
+            return None;
+        }
         let mut ours: IniMap = HashMap::new();
         for g in &self.groups {
             ours.entry(g.trim().to_string()).or_default();
         }
         // Last line wins when trimmed names collide, as in configparser.
-        let mut by_line: Vec<(&(String, String), &Entry)> = self.entries.iter().collect();
-        by_line.sort_by_key(|(_, e)| e.line);
-        for ((g, k), e) in by_line {
+        let mut by_line: Vec<(&String, &String, &Entry)> = self
+            .entries
+            .iter()
+            .flat_map(|(g, m)| m.iter().map(move |(k, e)| (g, k, e)))
+            .collect();
+        by_line.sort_by_key(|(_, _, e)| e.line);
+        for (g, k, e) in by_line {
             ours.entry(g.trim().to_string())
                 .or_default()
                 .insert(k.trim().to_string(), Some(e.value.trim().to_string()));
@@ -289,6 +309,28 @@ impl KeyFile {
                 "GKeyFile reading {ours:?}, configparser reading {cp:?}"
             ))
         }
+    }
+
+    /// The common case without allocating: no group, key or value that trimming would
+    /// change, so both readings must match name for name. `false` means "compare the
+    /// slow way", not "they disagree".
+    fn agrees_untrimmed(&self, cp: &IniMap) -> bool {
+        let untouched = |t: &str| t.trim().len() == t.len();
+        if cp.len() != self.groups.len() || !self.groups.iter().all(|g| untouched(g)) {
+            return false;
+        }
+        self.entries.iter().all(|(g, ours)| {
+            cp.get(g).is_some_and(|theirs| {
+                theirs.len() == ours.len()
+                    && ours.iter().all(|(k, e)| {
+                        untouched(k)
+                            && untouched(&e.value)
+                            && theirs
+                                .get(k)
+                                .is_some_and(|v| v.as_deref() == Some(&*e.value))
+                    })
+            })
+        })
     }
 
     /// Reads and parses the first of `candidates` (paths relative to `root`) that exists.
@@ -320,7 +362,7 @@ impl KeyFile {
 
     /// Parses the file at `path`; a missing file is `Ok(None)`.
     pub fn load_optional(path: &Path) -> Result<Option<KeyFile>, KeyFileError> {
-        let bytes = match std::fs::read(path) {
+        let bytes = match crate::fsutil::read_regular(path, crate::fsutil::ReadKind::Config) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -366,21 +408,20 @@ impl KeyFile {
     pub fn keys(&self, group: &str) -> Vec<&str> {
         let mut k: Vec<&str> = self
             .entries
-            .keys()
-            .filter(|(g, _)| g == group)
-            .map(|(_, k)| k.as_str())
-            .collect();
+            .get(group)
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
         k.sort_unstable();
         k
     }
 
     pub fn has_group(&self, group: &str) -> bool {
-        self.groups.iter().any(|g| g == group)
+        self.entries.contains_key(group)
     }
 
     /// The configparser view of the same file (trimmed names and values).
-    pub fn ini(&self) -> &Ini {
-        &self.ini
+    pub fn ini(&self) -> Option<&Ini> {
+        self.ini.as_ref()
     }
 
     /// A boolean as `g_key_file_get_boolean` reads it: exactly `true`, `false`, `1` or `0`
@@ -413,7 +454,7 @@ impl KeyFile {
     }
 
     fn entry(&self, group: &str, key: &str) -> Option<&Entry> {
-        self.entries.get(&(group.to_string(), key.to_string()))
+        self.entries.get(group)?.get(key)
     }
 }
 
@@ -424,10 +465,9 @@ impl fmt::Display for KeyFile {
             writeln!(f, "[{g}]")?;
             let mut keys: Vec<(&String, &Entry)> = self
                 .entries
-                .iter()
-                .filter(|((eg, _), _)| eg == g)
-                .map(|((_, k), e)| (k, e))
-                .collect();
+                .get(g)
+                .map(|m| m.iter().collect())
+                .unwrap_or_default();
             keys.sort();
             for (k, e) in keys {
                 writeln!(f, "{k}={}", e.value)?;
@@ -675,7 +715,7 @@ mod tests {
         assert_eq!(kf.get("g", "k"), Some("v\u{a0}"));
         let kf = p("[g]\n\u{a0}#k=v\n").unwrap();
         assert_eq!(kf.get("g", "\u{a0}#k"), Some("v"));
-        assert_eq!(kf.ini().get("g", "k"), None);
+        assert_eq!(kf.ini().unwrap().get("g", "k"), None);
         // Found by the fuzzer: a key made of a non-breaking space is a GKeyFile key,
         // and an empty key to configparser.
         let kf = p("[a]\n\u{a0}=1=z\n").unwrap();
@@ -740,5 +780,24 @@ mod tests {
         assert!(KeyFile::load_first(d.path(), &[etc, usr]).is_ok());
         let e = KeyFile::load_replacing(d.path(), &[usr, etc]).unwrap_err();
         assert!(matches!(e, KeyFileError::NotUtf8 { line: 1, .. }), "{e}");
+    }
+
+    /// Over CROSS_CHECK_MAX only the (linear) line pass reads the file; its meaning
+    /// is the same.
+    #[test]
+    fn large_file_is_read_by_the_line_pass() {
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!("[g{i}]\nk=v{i}\n"));
+        }
+        text.push_str("[g7]\nk=last \n");
+        assert!(text.len() > CROSS_CHECK_MAX);
+        let kf = p(&text).unwrap();
+        assert!(kf.ini().is_none());
+        assert_eq!(kf.groups().len(), 20_000);
+        assert_eq!(kf.get("g7", "k"), Some("last "));
+        assert_eq!(kf.get("g19999", "k"), Some("v19999"));
+        assert_eq!(kf.keys("g3"), vec!["k"]);
+        assert!(p(&format!("{text}[bad\n")).is_err());
     }
 }

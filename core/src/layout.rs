@@ -481,7 +481,14 @@ impl SysrootState {
                         continue;
                     }
                     let p = ent.path();
-                    let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+                    let bytes = crate::fsutil::read_regular(&p, crate::fsutil::ReadKind::Config)
+                        .map_err(io_err(&p))?;
+                    let text = String::from_utf8(bytes).map_err(|e| {
+                        io_err(&p)(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            e.utf8_error(),
+                        ))
+                    })?;
                     entries.push((name, BootEntry::parse(&text)));
                 }
             }

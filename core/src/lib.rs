@@ -6,6 +6,7 @@
 //! prepare-root executes the [`plan`] with syscalls, the generator renders it as units.
 
 pub mod beneath;
+pub mod bls;
 pub mod bootfiles;
 pub mod btrfs;
 pub mod cmdline;

@@ -49,6 +49,19 @@ impl ComposefsMode {
     }
 }
 
+impl ComposefsMode {
+    /// The order of protection: no < maybe < yes < verity < signed.
+    pub(crate) fn strength(self) -> u8 {
+        match self {
+            ComposefsMode::No => 0,
+            ComposefsMode::Maybe => 1,
+            ComposefsMode::Yes => 2,
+            ComposefsMode::Verity => 3,
+            ComposefsMode::Signed => 4,
+        }
+    }
+}
+
 impl fmt::Display for ComposefsMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

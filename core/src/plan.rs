@@ -76,26 +76,36 @@ impl Facts {
             has_composefs_image: exists(deploy.join(COMPOSEFS_IMAGE))?,
             sysroot_writable: !vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY),
             has_usr_overlay: exists(deploy.join(USR_OVL_WORK))?,
-            legacy_repo_readonly: legacy_repo_readonly(&sysroot.join("ostree/repo/config")),
+            legacy_repo_readonly: legacy_repo_readonly(&sysroot.join("ostree/repo/config"))?,
         })
     }
 }
 
 /// ostree's legacy `[sysroot] readonly` flag of `<sysroot>/ostree/repo/config`, read as
 /// ostree-prepare-root does: a config GKeyFile cannot load is logged and ignored, and a
-/// missing or non-boolean value is false. Never an error, so a damaged repo config cannot
-/// stop the boot.
-pub fn legacy_repo_readonly(path: &Path) -> bool {
-    match crate::keyfile::KeyFile::load_optional(path) {
-        Ok(Some(kf)) => kf
+/// missing or non-boolean value is false, so a damaged repo config cannot stop the boot.
+/// Beyond upstream (which blocks forever on a FIFO there): a path that is not a regular
+/// file, or a file over the config size cap, is an error, not a damaged config.
+pub fn legacy_repo_readonly(path: &Path) -> Result<bool, FactsError> {
+    use crate::keyfile::{KeyFile, KeyFileError};
+    match KeyFile::load_optional(path) {
+        Ok(Some(kf)) => Ok(kf
             .get_bool("sysroot", "readonly")
             .ok()
             .flatten()
-            .unwrap_or(false),
-        Ok(None) => false,
+            .unwrap_or(false)),
+        Ok(None) => Ok(false),
+        Err(KeyFileError::Io { path, source })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::FileTooLarge
+            ) =>
+        {
+            Err(FactsError { path, source })
+        }
         Err(e) => {
             log::warn!("Failed to load {}: {e}", path.display());
-            false
+            Ok(false)
         }
     }
 }
@@ -1052,7 +1062,26 @@ mod tests {
                                 let karg_s = karg
                                     .map(|k| format!("ostree=/x ostree.prepare-root.composefs={k}"))
                                     .unwrap_or_default();
-                                let cfg = rootcfg(&file, &karg_s);
+                                // A karg lowering the file's verity or signed is
+                                // refused before any plan (config.rs).
+                                let lowering = match (enabled, karg) {
+                                    (Some("signed"), Some(k)) => k != "signed",
+                                    (Some("verity"), Some(k)) => matches!(k, "no" | "maybe"),
+                                    _ => false,
+                                };
+                                let kf = KeyFile::parse(&file, Path::new("/etc/x.conf")).unwrap();
+                                let c = PrepareRootConfig::from_keyfile(Some(&kf)).unwrap();
+                                let cfg = match RootConfig::new(&c, &Cmdline::parse(&karg_s)) {
+                                    Ok(cfg) => {
+                                        assert!(!lowering, "{file:?} {karg:?} accepted");
+                                        cfg
+                                    }
+                                    Err(e) => {
+                                        assert!(lowering, "{file:?} {karg:?}: {e}");
+                                        checked += 1;
+                                        continue;
+                                    }
+                                };
                                 let got = plan(&cfg, &dep(), Path::new("/sysroot"), &f);
                                 let want = oracle(enabled, karg, etc_t, root, ro, &f);
                                 let ctx = format!("{file:?} karg={karg:?} {f:?}");

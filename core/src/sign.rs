@@ -46,6 +46,11 @@ pub enum SignError {
     BaseCommitMissing(String),
     #[error("cannot read random bytes from the kernel: {0}")]
     Random(String),
+    #[error("secret key {}: {reason}", path.display())]
+    SecretKeyFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// A verified-usable Ed25519 public key: 32 bytes, canonical encoding, not small order.
@@ -129,6 +134,38 @@ impl SecretKey {
 
     /// Reads `ostree sign`'s format: one base64 line of seed ‖ public key. The public half
     /// must be the one the seed derives.
+    /// Reads a secret key file (one base64 line, `ostree sign`'s format), with ssh's
+    /// rule for private keys: the file must be a regular file owned by the user we run
+    /// as, with no access for group or others. A key that others could read may already
+    /// be theirs; signing with it would vouch for whatever they built.
+    pub fn load_file(path: &std::path::Path) -> Result<SecretKey, SignError> {
+        use std::io::Read;
+        let bad = |reason: String| SignError::SecretKeyFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let f = crate::fsutil::open_regular(path).map_err(|e| bad(e.to_string()))?;
+        let st = rustix::fs::fstat(&f).map_err(|e| bad(e.to_string()))?;
+        let me = rustix::process::geteuid().as_raw();
+        if st.st_uid != me {
+            return Err(bad(format!(
+                "owned by uid {}, not by uid {me} that signs with it",
+                st.st_uid
+            )));
+        }
+        let mode = st.st_mode & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "permissions {mode:04o} are too open: group or others have access (chmod 600 it)"
+            )));
+        }
+        let mut text = Zeroizing::new(String::new());
+        f.take(crate::fsutil::KEY_MAX)
+            .read_to_string(&mut text)
+            .map_err(|e| bad(e.to_string()))?;
+        SecretKey::from_base64(&text).map_err(|e| bad(e.to_string()))
+    }
+
     pub fn from_base64(text: &str) -> Result<SecretKey, SignError> {
         let line = text.trim_matches(|c: char| c.is_ascii_whitespace());
         if line.lines().count() != 1 {
@@ -302,8 +339,11 @@ pub enum DeployCommitError {
     BadDeployName(String),
 }
 
-fn read_opt(path: &std::path::Path) -> Result<Option<Vec<u8>>, DeployCommitError> {
-    match std::fs::read(path) {
+fn read_opt(
+    path: &std::path::Path,
+    kind: crate::fsutil::ReadKind,
+) -> Result<Option<Vec<u8>>, DeployCommitError> {
+    match crate::fsutil::read_regular(path, kind) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(DeployCommitError::Io {
@@ -319,7 +359,7 @@ fn load_loose(
 ) -> Result<Option<LoadedCommit>, DeployCommitError> {
     use crate::ostree::objects::{ObjectType, object_path};
     let p = objects.join(object_path(csum, ObjectType::Commit));
-    let Some(bytes) = read_opt(&p)? else {
+    let Some(bytes) = read_opt(&p, crate::fsutil::ReadKind::Commit)? else {
         return Ok(None);
     };
     let commit = Commit::parse(&bytes).map_err(|err| DeployCommitError::Object { path: p, err })?;
@@ -336,7 +376,7 @@ fn load_meta(
 ) -> Result<Option<CommitMeta>, DeployCommitError> {
     use crate::ostree::objects::{ObjectType, VarDict, object_path};
     let p = objects.join(object_path(csum, ObjectType::CommitMeta));
-    Ok(read_opt(&p)?.map(|b| VarDict::parse(&b)))
+    Ok(read_opt(&p, crate::fsutil::ReadKind::CommitMeta)?.map(|b| VarDict::parse(&b)))
 }
 
 /// Loads what prepare-root checks for the deployment directory named `deploy_name`
@@ -623,5 +663,42 @@ mod tests {
             verify_commit(&s.commit.bytes, s.commitmeta, &[k.public_key()]),
             Ok(0)
         );
+    }
+
+    fn load_err(p: &std::path::Path) -> String {
+        match SecretKey::load_file(p) {
+            Ok(_) => panic!("{} loaded", p.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn secret_key_file_rules() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("k");
+        let sk = SecretKey::from_seed(&[5; 32]);
+        std::fs::write(&p, format!("{}\n", sk.to_base64().as_str())).unwrap();
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let k = SecretKey::load_file(&p).unwrap();
+            assert_eq!(k.public_key(), sk.public_key());
+        }
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o601] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = load_err(&p);
+            assert!(
+                e.contains(&format!("permissions {mode:04o} are too open")) && e.contains("/k"),
+                "{e}"
+            );
+        }
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if rustix::process::geteuid().is_root() {
+            rustix::fs::chown(&p, Some(rustix::fs::Uid::from_raw(1234)), None).unwrap();
+            let e = load_err(&p);
+            assert!(e.contains("owned by uid 1234"), "{e}");
+        }
+        let e = load_err(d.path());
+        assert!(e.contains("is a directory"), "{e}");
     }
 }

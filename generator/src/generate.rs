@@ -20,15 +20,17 @@
 use std::io;
 use std::path::Path;
 
-use ostree_boot::cmdline::{Cmdline, OstreeTarget};
+use ostree_boot::cmdline::{Cmdline, CmdlineError, OstreeTarget};
 use ostree_boot::config::{ComposefsMode, PrepareRootConfig, RootConfig};
 use ostree_boot::deployment::{Bootlink, aboot_stateroot};
+use ostree_boot::fsutil::{ReadKind, read_regular};
 use ostree_boot::ostree::booted::OstreeBooted;
 
 use crate::context::Context;
 use crate::escape::unit_name_from_path;
 use crate::fstab;
 use crate::output::{OutputDir, OutputError};
+use crate::unit_file::UnitValueError;
 use crate::units::{
     self, BOOT_COMPLETE_SERVICE, PREPARE_ROOT_SERVICE, REMOUNT_SERVICE, SYSTEM_UNIT_DIR,
 };
@@ -52,6 +54,14 @@ impl Outcome {
     fn check(&mut self, r: Result<(), OutputError>) {
         if let Err(e) = r {
             self.fail(format_args!("{e}"));
+        }
+    }
+
+    /// Writes a unit the writer could render; one it refused is a failure instead.
+    fn write_unit(&mut self, out: &OutputDir, name: &str, text: Result<String, UnitValueError>) {
+        match text {
+            Ok(t) => self.check(out.write_file(name, &t)),
+            Err(e) => self.fail(format_args!("{name}: {e}")),
         }
     }
 }
@@ -134,7 +144,7 @@ fn initrd(ctx: &Context, cmdline: &Cmdline, out: &OutputDir, outcome: &mut Outco
     let mode = root_config.composefs;
     if mode != ComposefsMode::No {
         let name = format!("{PREPARE_ROOT_SERVICE}.d/ostree-composefs-modules.conf");
-        outcome.check(out.write_file(&name, &units::composefs_modules_dropin(mode.as_str())));
+        outcome.write_unit(out, &name, units::composefs_modules_dropin(mode.as_str()));
     }
 }
 
@@ -157,6 +167,14 @@ fn real_root(ctx: &Context, cmdline: &Cmdline, out: &OutputDir, outcome: &mut Ou
         Ok(Some(t)) => Some(t),
         Ok(None) => {
             log::debug!("no ostree= (or androidboot.) kernel argument, nothing to do");
+            return;
+        }
+        Err(e @ CmdlineError::UnsafeTarget { .. }) => {
+            // Not an ostree= value ostree writes: nothing derived from it, nor anything
+            // else, is worth wiring up on this command line.
+            outcome.fail(format_args!(
+                "Invalid ostree target on the kernel command line: {e}; not writing any unit"
+            ));
             return;
         }
         Err(e) => {
@@ -223,10 +241,13 @@ fn real_root(ctx: &Context, cmdline: &Cmdline, out: &OutputDir, outcome: &mut Ou
     }
     let Some(target) = target else { return };
     match stateroot(ctx, &target) {
-        Ok(stateroot) => {
-            outcome.check(out.write_file("var.mount", &units::var_mount(&stateroot)));
-            outcome.check(out.symlink("local-fs.target.requires/var.mount", "../var.mount"));
-        }
+        Ok(stateroot) => match units::var_mount(&stateroot) {
+            Ok(text) => {
+                outcome.check(out.write_file("var.mount", &text));
+                outcome.check(out.symlink("local-fs.target.requires/var.mount", "../var.mount"));
+            }
+            Err(e) => outcome.fail(format_args!("var.mount: {e}")),
+        },
         Err(e) => outcome.fail(format_args!("Parsing stateroot: {e}")),
     }
 }
@@ -269,10 +290,11 @@ fn check_next_initrd_config(ctx: &Context, cmdline: &Cmdline, booted: Option<&Os
 
 fn softreboot_dropin(out: &OutputDir, path: &str, outcome: &mut Outcome) {
     match unit_name_from_path(path, "mount") {
-        Ok(unit) => outcome.check(out.write_file(
+        Ok(unit) => outcome.write_unit(
+            out,
             &format!("{unit}.d/ostree-softreboot.conf"),
-            &units::softreboot_dropin(path),
-        )),
+            units::softreboot_dropin(path),
+        ),
         Err(e) => outcome.fail(format_args!("{e}")),
     }
 }
@@ -291,12 +313,12 @@ fn boot_mount(ctx: &Context, out: &OutputDir, fstab_points: &[String], outcome: 
         log::debug!("/etc/fstab mounts /boot, not writing boot.mount");
         return;
     }
-    outcome.check(out.write_file("boot.mount", &units::boot_mount()));
+    outcome.write_unit(out, "boot.mount", units::boot_mount());
     outcome.check(out.symlink("local-fs.target.requires/boot.mount", "../boot.mount"));
 }
 
 fn read_booted(path: &Path) -> Result<Option<OstreeBooted>, String> {
-    match std::fs::read(path) {
+    match read_regular(path, ReadKind::Small) {
         Ok(bytes) => OstreeBooted::from_bytes(&bytes)
             .map(Some)
             .map_err(|e| e.to_string()),
@@ -306,7 +328,7 @@ fn read_booted(path: &Path) -> Result<Option<OstreeBooted>, String> {
 }
 
 fn read_fstab(ctx: &Context) -> io::Result<String> {
-    match std::fs::read(ctx.fstab_path()) {
+    match read_regular(&ctx.fstab_path(), ReadKind::Small) {
         Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(e),

@@ -8,6 +8,7 @@ pub mod fstab;
 pub mod generate;
 pub mod output;
 pub mod remount;
+pub mod unit_file;
 pub mod units;
 
 use ostree_boot::logger::{self, LogTarget};

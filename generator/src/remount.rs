@@ -93,7 +93,7 @@ pub fn run(root: &Path) -> Result<Vec<Remounted>, RemountError> {
 /// `/run/ostree-booted`, created empty when missing as ostree does (tools test for
 /// its existence to know they run on ostree).
 pub fn read_facts(path: &Path) -> Result<Facts, RemountError> {
-    match std::fs::read(path) {
+    match ostree_boot::fsutil::read_regular(path, ostree_boot::fsutil::ReadKind::Small) {
         Ok(bytes) => OstreeBooted::from_bytes(&bytes)
             .map(|b| Facts::from(&b))
             .map_err(|e| RemountError(format!("failed to read {}: {e}", path.display()))),

@@ -553,7 +553,7 @@ fn key_signing_then_ostree_deploys_on_top() {
     let Some(e) = setup("") else { return };
     let sk = sign::SecretKey::generate().unwrap();
     let keyfile = e.t.path().join("secret.key");
-    fs::write(&keyfile, format!("{}\n", sk.to_base64().as_str())).unwrap();
+    write_secret_key(&keyfile, &sk);
     write(
         &e.kiroot.join("etc/ostree/kernel-install.conf"),
         &format!(
@@ -716,4 +716,101 @@ fn remove_finds_entries_of_both_namings() {
     e.ok(&["remove", "6.1.0-other"]);
     assert_eq!(names(), ["ostree-1.conf"]);
     assert_eq!(deployment_dirs(&e.sysroot).len(), 1);
+}
+
+/// A secret key file as the signer's own, private (0600): the plugin refuses others.
+fn write_secret_key(path: &Path, sk: &sign::SecretKey) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(format!("{}\n", sk.to_base64().as_str()).as_bytes())
+        .unwrap();
+}
+
+/// Only what was computed here is signed: a commit that claims a digest its tree does
+/// not give is refused before any signature is written, and so is a secret key that
+/// group or others can read.
+#[test]
+fn key_signing_refuses_forged_digest_and_open_key() {
+    use ostree_boot::ostree::objects::{COMPOSEFS_DIGEST_KEY, Value};
+    use std::os::unix::fs::PermissionsExt;
+    let Some(e) = setup("") else { return };
+    let sk = sign::SecretKey::generate().unwrap();
+    let keyfile = e.t.path().join("secret.key");
+    write_secret_key(&keyfile, &sk);
+    write(
+        &e.kiroot.join("etc/ostree/kernel-install.conf"),
+        &format!(
+            "[kernel-install]\nsysroot={}\nsigning=key\nsigning-key={}\n",
+            e.sysroot.display(),
+            keyfile.display()
+        ),
+    );
+    let k = e.kernel.to_str().unwrap().to_string();
+    let i = e.initrd.to_str().unwrap().to_string();
+    let before = deployment_dirs(&e.sysroot).len();
+
+    // A key file others can read is refused, naming it.
+    fs::set_permissions(&keyfile, fs::Permissions::from_mode(0o644)).unwrap();
+    let err = e.fails(&["add", KVER, &k, &i]);
+    assert!(
+        err.contains(&format!(
+            "secret key {}: permissions 0644 are too open",
+            keyfile.display()
+        )),
+        "{err}"
+    );
+    fs::set_permissions(&keyfile, fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Someone with write access to the repo moves the ref to a commit claiming a
+    // digest of their choice.
+    let repo = e.repo();
+    let head = repo.resolve_rev("testos/stable").unwrap();
+    let (_, mut commit) = repo.load_commit(&head).unwrap();
+    commit
+        .metadata
+        .insert(COMPOSEFS_DIGEST_KEY, Value::bytes(&[0x42; 32]));
+    let forged = repo.write_commit(&commit).unwrap();
+    repo.set_ref("testos/stable", &forged).unwrap();
+    let err = e.fails(&["add", KVER, &k, &i]);
+    assert!(
+        err.contains(&format!(
+            "commit {} claims ostree.composefs.digest.v0 {}",
+            hex(&forged),
+            "42".repeat(32)
+        )) && err.contains("refusing to sign"),
+        "{err}"
+    );
+    // No signature was made, nothing was deployed.
+    assert!(repo.load_commitmeta(&forged).unwrap().is_none());
+    assert_eq!(deployment_dirs(&e.sysroot).len(), before);
+
+    // `ostree-composefs sign` refuses it too.
+    let o = Command::new(BIN)
+        .args(["sign", "--repo"])
+        .arg(e.sysroot.join("ostree/repo"))
+        .arg("--secret")
+        .arg(&keyfile)
+        .arg(hex(&forged))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("refusing to sign"),
+        "{err}"
+    );
+    assert!(repo.load_commitmeta(&forged).unwrap().is_none());
+
+    // The honest commit signs fine.
+    repo.set_ref("testos/stable", &head).unwrap();
+    e.add();
+}
+
+fn hex(c: &[u8; 32]) -> String {
+    c.iter().map(|b| format!("{b:02x}")).collect()
 }

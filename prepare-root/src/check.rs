@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ostree_boot::cmdline::Cmdline;
 use ostree_boot::deployment::{DeployName, ResolvedDeployment};
+use ostree_boot::fsutil::{ReadKind, open_regular, read_regular};
 use ostree_boot::fsverity::ioctl::{self as verity, VerityError};
 use ostree_boot::plan::{self, ExpectedDigest, Step};
 
@@ -236,7 +237,7 @@ fn check_image(
     verified: Option<&[u8; 32]>,
     r: &mut Report,
 ) {
-    let file = match std::fs::File::open(image) {
+    let file = match open_regular(image) {
         Ok(f) => f,
         Err(e) => {
             r.fail(format!("opening composefs image {}: {e}", image.display()));
@@ -278,7 +279,7 @@ fn check_image(
 /// file of the image that redirects to the object store must record a digest, and the
 /// object's kernel fs-verity digest must equal it. Stops at the first failure.
 fn check_objects(image: &Path, objects: &Path, r: &mut Report) {
-    let bytes = match std::fs::read(image) {
+    let bytes = match read_regular(image, ReadKind::Image) {
         Ok(b) => b,
         Err(e) => return r.fail(format!("reading {}: {e}", image.display())),
     };
@@ -299,16 +300,14 @@ fn check_objects(image: &Path, objects: &Path, r: &mut Report) {
             ));
         };
         let obj = objects.join(String::from_utf8_lossy(payload).as_ref());
-        let measured = std::fs::File::open(&obj)
-            .map_err(|e| e.to_string())
-            .and_then(|f| {
-                verity::measure(&f).map_err(|e| match e {
-                    VerityError::FilesystemNotSupported => {
-                        "its filesystem or the kernel does not support fs-verity".to_string()
-                    }
-                    e => e.to_string(),
-                })
-            });
+        let measured = open_regular(&obj).map_err(|e| e.to_string()).and_then(|f| {
+            verity::measure(&f).map_err(|e| match e {
+                VerityError::FilesystemNotSupported => {
+                    "its filesystem or the kernel does not support fs-verity".to_string()
+                }
+                e => e.to_string(),
+            })
+        });
         match measured {
             Ok(Some(got)) if got == want => count += 1,
             Ok(Some(got)) => {

@@ -205,6 +205,7 @@ pub fn read_header(file: &File, path: &Path) -> Result<CfsHeader, CfsMountError>
         )));
     }
     let mut sb = [0u8; 4];
+    const _: () = assert!(1024 + 4 <= ostree_boot::fsutil::IMAGE_HEADER_MAX);
     file.read_exact_at(&mut sb, 1024)
         .map_err(|e| bad(format!("reading the EROFS superblock: {e}")))?;
     let sb_magic = u32::from_le_bytes(sb);
@@ -277,7 +278,7 @@ pub fn mount_image(
             "no object directory (data layer) given".into(),
         ));
     }
-    let file = match File::open(image) {
+    let file = match ostree_boot::fsutil::open_regular(image) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(CfsMountError::ImageMissing(image.to_path_buf()));

@@ -44,6 +44,7 @@ impl_from!(
     ostree_boot::cmdline::CmdlineError,
     ostree_boot::deployment::DeploymentError,
     ostree_boot::plan::PlanError,
+    ostree_boot::plan::FactsError,
     verify::VerifyError,
     ostree_boot::ostree::booted::BootedError
 );

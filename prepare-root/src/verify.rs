@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ostree_boot::fsutil::{ReadKind, read_regular};
 use ostree_boot::ostree::objects::{Checksum, parse_checksum};
 use ostree_boot::ostree::repo::{Repo, RepoError};
 use ostree_boot::sign::{self, LoadedCommit, SignError};
@@ -51,7 +52,7 @@ pub enum VerifyError {
 pub fn load_keys(config_root: &Path, keypath: &Path) -> Result<Vec<sign::PublicKey>, VerifyError> {
     let rel = keypath.strip_prefix("/").unwrap_or(keypath);
     let path = config_root.join(rel);
-    let text = std::fs::read(&path).map_err(|source| VerifyError::KeyFile {
+    let text = read_regular(&path, ReadKind::Key).map_err(|source| VerifyError::KeyFile {
         path: keypath.to_path_buf(),
         source,
     })?;

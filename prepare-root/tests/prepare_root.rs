@@ -881,8 +881,8 @@ fn maybe_never_falls_back_when_verity_is_required() {
     let Some((_g, sr)) = fixture(false) else {
         return;
     };
-    // The file asks for verity; the karg says maybe. Without an image this must not boot
-    // an unverified bind mount.
+    // The file asks for verity; the karg says maybe. That karg is refused outright (it
+    // would allow an unverified bind mount), before the deployment is even looked at.
     let r = run_both(
         &sr,
         &Setup {
@@ -892,7 +892,24 @@ fn maybe_never_falls_back_when_verity_is_required() {
         },
     );
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("has no .ostree.cfs"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("kernel argument ostree.prepare-root.composefs=maybe refused"),
+        "{}",
+        r.stderr
+    );
+    let (_, check) = run_check(
+        &sr,
+        &Setup {
+            usr_conf: Some("[composefs]\nenabled=verity"),
+            kargs: "ostree.prepare-root.composefs=maybe",
+            ..Default::default()
+        },
+    );
+    assert!(
+        check.contains("kernel argument ostree.prepare-root.composefs=maybe refused"),
+        "{check}"
+    );
     assert!(
         r.mount(&sr.path)
             .is_none_or(|m| !m.source.contains(&sr.deploy_rel))

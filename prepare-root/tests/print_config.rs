@@ -80,18 +80,45 @@ fn etc_replaces_usr_lib_wholesale() {
 
 #[test]
 fn karg_override() {
-    let d = root_with(Some("[composefs]\nenabled=verity\n"), None);
+    let d = root_with(Some("[composefs]\nenabled=yes\n"), None);
     let (_, out, _) = run(d.path(), "ostree=/x ostree.prepare-root.composefs=0");
     assert_eq!(out, expect("no", KEY, false, false, false, false));
-    let (_, out, _) = run(d.path(), "ostree.prepare-root.composefs=yes");
-    assert_eq!(out, expect("verity", KEY, false, false, false, true));
-    let (_, out, _) = run(d.path(), "ostree.prepare-root.composefs=signed");
-    assert_eq!(out, expect("signed", KEY, false, false, false, true));
     let (_, out, _) = run(
         d.path(),
         "quiet foo=\"a b\" ostree.prepare-root.composefs=maybe",
     );
     assert_eq!(out, expect("maybe", KEY, false, false, false, false));
+    let d = root_with(Some("[composefs]\nenabled=verity\n"), None);
+    let (_, out, _) = run(d.path(), "ostree.prepare-root.composefs=yes");
+    assert_eq!(out, expect("verity", KEY, false, false, false, true));
+    let (_, out, _) = run(d.path(), "ostree.prepare-root.composefs=signed");
+    assert_eq!(out, expect("signed", KEY, false, false, false, true));
+}
+
+/// A karg cannot lower the initrd's `verity` or `signed`: --print-config says so and
+/// fails, as the boot does.
+#[test]
+fn karg_downgrade_is_refused() {
+    for (file, karg) in [
+        ("verity", "0"),
+        ("verity", "maybe"),
+        ("signed", "no"),
+        ("signed", "yes"),
+        ("signed", "verity"),
+    ] {
+        let d = root_with(Some(&format!("[composefs]\nenabled={file}\n")), None);
+        let (code, out, err) = run(
+            d.path(),
+            &format!("ostree=/x ostree.prepare-root.composefs={karg}"),
+        );
+        assert_eq!((code, out.as_str()), (1, ""), "{file} {karg}: {err}");
+        assert!(
+            err.contains(&format!(
+                "kernel argument ostree.prepare-root.composefs={karg} refused: it would lower composefs.enabled={file}"
+            )) && err.contains("usr/lib/ostree/prepare-root.conf"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -125,9 +125,12 @@ plugin_deploy() {
 gen_ed25519_key() {
     local dir=$1 name=$2
     mkdir -p "$dir"
+    rm -f "$dir/$name.secret"
     openssl genpkey -algorithm ed25519 -outform DER -out "$dir/$name.der" 2>/dev/null
     openssl pkey -inform DER -in "$dir/$name.der" -pubout -outform DER -out "$dir/$name.pub.der"
-    { tail -c 32 "$dir/$name.der"; tail -c 32 "$dir/$name.pub.der"; } | base64 -w0 >"$dir/$name.secret"
+    # The signer refuses a secret key that group or others can read (ssh's rule): 0600.
+    (umask 077 && { tail -c 32 "$dir/$name.der"; tail -c 32 "$dir/$name.pub.der"; } |
+        base64 -w0 >"$dir/$name.secret")
     tail -c 32 "$dir/$name.pub.der" | base64 -w0 >"$dir/$name.pub"
     echo >>"$dir/$name.pub"
     rm -f "$dir/$name.der" "$dir/$name.pub.der"

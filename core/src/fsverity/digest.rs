@@ -8,7 +8,6 @@
 //! the sha256 of the 256-byte `fsverity_descriptor` holding the root hash and size.
 
 use sha2::{Digest, Sha256};
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -169,7 +168,7 @@ pub fn digest(data: &[u8]) -> [u8; 32] {
 /// The fs-verity digest of the regular file at `path`, read in userspace.
 pub fn digest_file(path: impl AsRef<Path>) -> io::Result<[u8; 32]> {
     let path = path.as_ref();
-    let mut f = File::open(path).map_err(|e| annotate(e, path))?;
+    let mut f = crate::fsutil::open_regular(path).map_err(|e| annotate(e, path))?;
     digest_reader(&mut f).map_err(|e| annotate(e, path))
 }
 

@@ -181,7 +181,9 @@ pub fn commit_tree_with(
     // The kernel's digest first: an object with verity needs no reading.
     let mut compute = Vec::new();
     for (id, obj, path) in pending {
-        let measured = File::open(&obj).ok().and_then(|f| digests.measure(&f));
+        let measured = crate::fsutil::open_regular(&obj)
+            .ok()
+            .and_then(|f| digests.measure(&f));
         match measured {
             Some(d) => tree.node_mut(id).digest = Some(d),
             None if verity == Verity::Yes => compute.push((id, obj, path)),

@@ -10,7 +10,7 @@
 //! (temporary file, fsync, rename, fsync of the directory).
 
 use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -21,6 +21,7 @@ use super::objects::{
     Xattr, object_path, parse_checksum, sha256,
 };
 use crate::composefs::tree::mode::{S_IFLNK, S_IFMT, S_IFREG};
+use crate::fsutil::{ReadKind, open_regular, read_regular};
 use crate::keyfile::{KeyFile, KeyFileError};
 
 /// ostree's own limit on directory nesting (`OSTREE_MAX_RECURSION`).
@@ -120,7 +121,7 @@ impl FileObject {
                 err,
             })?;
         if self.is_regular() {
-            let mut f = File::open(&self.path).map_err(io_err(&self.path))?;
+            let mut f = open_regular(&self.path).map_err(io_err(&self.path))?;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = f.read(&mut buf).map_err(io_err(&self.path))?;
@@ -157,9 +158,9 @@ pub struct Repo {
     config: KeyFile,
 }
 
-/// Reads a whole file, turning ENOENT into `None`.
-fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, RepoError> {
-    match fs::read(path) {
+/// Reads a whole regular file within the cap of `kind`, turning ENOENT into `None`.
+fn read_optional(path: &Path, kind: ReadKind) -> Result<Option<Vec<u8>>, RepoError> {
+    match read_regular(path, kind) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(RepoError::Io {
@@ -243,7 +244,10 @@ impl Repo {
     pub fn open(path: impl AsRef<Path>) -> Result<Repo, RepoError> {
         let path = path.as_ref().to_path_buf();
         let cfg_path = path.join("config");
-        let text = fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;
+        let bytes = read_regular(&cfg_path, ReadKind::Config).map_err(io_err(&cfg_path))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            io_err(&cfg_path)(io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()))
+        })?;
         let config = KeyFile::parse(&text, &cfg_path)?;
         let mode = config.get("core", "mode").unwrap_or("bare").to_string();
         let mode = match mode.as_str() {
@@ -301,7 +305,7 @@ impl Repo {
     }
 
     fn read_ref_file(path: &Path) -> Result<Option<Checksum>, RepoError> {
-        let Some(b) = read_optional(path)? else {
+        let Some(b) = read_optional(path, ReadKind::Small)? else {
             return Ok(None);
         };
         let s = String::from_utf8_lossy(&b);
@@ -409,7 +413,13 @@ impl Repo {
         kind: ObjectType,
     ) -> Result<(PathBuf, Vec<u8>), RepoError> {
         let p = self.object_path(csum, kind);
-        let b = fs::read(&p).map_err(io_err(&p))?;
+        let cap = match kind {
+            ObjectType::Commit => ReadKind::Commit,
+            ObjectType::CommitMeta => ReadKind::CommitMeta,
+            ObjectType::DirTree => ReadKind::DirTree,
+            ObjectType::DirMeta | ObjectType::File => ReadKind::DirMeta,
+        };
+        let b = read_regular(&p, cap).map_err(io_err(&p))?;
         Ok((p, b))
     }
 
@@ -429,7 +439,7 @@ impl Repo {
         csum: &Checksum,
     ) -> Result<Option<(Vec<u8>, CommitMeta)>, RepoError> {
         let p = self.object_path(csum, ObjectType::CommitMeta);
-        Ok(read_optional(&p)?.map(|b| {
+        Ok(read_optional(&p, ReadKind::CommitMeta)?.map(|b| {
             let m = VarDict::parse(&b);
             (b, m)
         }))
@@ -508,7 +518,7 @@ impl Repo {
                         if st.len() > 4096 {
                             return Err(corrupt("symlink target longer than PATH_MAX"));
                         }
-                        let mut t = fs::read(&path).map_err(io_err(&path))?;
+                        let mut t = read_regular(&path, ReadKind::Small).map_err(io_err(&path))?;
                         // ostree writes the target with its C string terminator.
                         if t.last() == Some(&0) {
                             t.pop();

@@ -126,18 +126,16 @@ impl Config {
                 });
             }
         }
-        if let Some(sec) = kf.ini().get_map_ref().get(CONF_GROUP) {
-            for k in sec.keys() {
-                if !KEYS.contains(&k.as_str()) {
-                    return Err(KeyFileError::Parse {
-                        path: kf.source().to_path_buf(),
-                        line: kf.line_of(CONF_GROUP, k).unwrap_or(0),
-                        message: format!(
-                            "[{CONF_GROUP}] unknown key '{k}' (known: {})",
-                            KEYS.join(", ")
-                        ),
-                    });
-                }
+        for k in kf.keys(CONF_GROUP) {
+            if !KEYS.contains(&k) {
+                return Err(KeyFileError::Parse {
+                    path: kf.source().to_path_buf(),
+                    line: kf.line_of(CONF_GROUP, k).unwrap_or(0),
+                    message: format!(
+                        "[{CONF_GROUP}] unknown key '{k}' (known: {})",
+                        KEYS.join(", ")
+                    ),
+                });
             }
         }
         let get = |k: &str| {
@@ -363,12 +361,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     let deploy_csum = match &cfg.signing {
         Signing::None => csum,
         Signing::Key(path) => {
-            let text = zeroize::Zeroizing::new(
-                fs::read_to_string(path)
-                    .with_context(|| format!("reading the signing key {}", path.display()))?,
-            );
-            let sk = SecretKey::from_base64(&text)
-                .with_context(|| format!("signing key {}", path.display()))?;
+            let sk = SecretKey::load_file(path).context("loading the signing key")?;
             let c = seal::with_composefs_digest(&repo, &csum, None)?;
             seal::sign_commit(&repo, &c, &sk)?;
             say(

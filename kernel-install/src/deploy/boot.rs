@@ -196,6 +196,9 @@ pub fn write_deployments(
     fs::create_dir_all(&entries).with_context(|| format!("mkdir {}", entries.display()))?;
     for i in 0..planned.len() {
         let e = render_entry(planned, i, nbv);
+        // Every value of the entry (title, kernel paths, options) came from a commit or
+        // a command line: none may add lines to it.
+        ostree_boot::bls::check_entry(&e, &planned[i].deployment.csum)?;
         let name =
             layout::entry_filename(naming, i, planned.len(), &planned[i].deployment.stateroot);
         fsutil::write_atomic(&entries.join(name), e.render().as_bytes(), 0o644)?;

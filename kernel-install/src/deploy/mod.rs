@@ -482,6 +482,10 @@ pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
         .load_commit(&csum_b)
         .with_context(|| format!("loading commit {csum}"))?;
     let version = commit.metadata.get("version").and_then(|v| v.as_str());
+    // The version goes into the entry's title: refuse a hostile one before any work.
+    if let Some(v) = &version {
+        ostree_boot::bls::check_field("version", v, &csum)?;
+    }
 
     let merge = merge_deployment(&state, &sr, booted.as_ref()).cloned();
     let serial = allocate_deployserial(sysroot, &sr, &csum)?;
