@@ -56,7 +56,7 @@ fn hmac_and_dtb_directory_match_ostree() {
         return;
     };
     both(&a, &b);
-    assert_same(&snapshot(&a), &snapshot(&b), "hmac + dtb/");
+    assert_same(&snapshot_2022(&a), &snapshot_2022(&b), "hmac + dtb/");
     let e = entry(&b);
     assert!(e.contains("\nfdtdir /ostree/testos-"), "{e}");
     let kdir = fs::read_dir(b.join("boot/ostree"))
@@ -84,7 +84,7 @@ fn devicetree_file_matches_ostree() {
         return;
     };
     both(&a, &b);
-    assert_same(&snapshot(&a), &snapshot(&b), "devicetree");
+    assert_same(&snapshot_2022(&a), &snapshot_2022(&b), "devicetree");
     assert!(entry(&b).contains("\ndevicetree /ostree/testos-"));
 }
 
@@ -106,7 +106,7 @@ fn legacy_layouts_match_ostree() {
             return;
         };
         both(&a, &b);
-        assert_same(&snapshot(&a), &snapshot(&b), dir);
+        assert_same(&snapshot_2022(&a), &snapshot_2022(&b), dir);
         let e = entry(&b);
         assert!(
             e.contains(&format!("linux /ostree/testos-{c}/vmlinuz-5.10.0\n")),
@@ -209,14 +209,13 @@ fn bootprefix_and_aboot_match_the_sid_peer() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        ours(
+        ours_default(
             &b,
             &[
                 "--stateroot",
                 "testos",
                 "--karg",
                 "root=LABEL=x",
-                "--bootloader-naming-2",
                 "testos/stable",
             ],
         );
