@@ -110,7 +110,7 @@ INSTALL_DRACUT_CONF ?= yes
 MAN_SRC := $(wildcard man/*.[0-9].md)
 MAN_OUT := $(patsubst man/%.md,build/man/%,$(MAN_SRC))
 KERNEL_INSTALL_PLUGINS := $(wildcard units/kernel-install/*.install)
-UNITS := ostree-prepare-root.service ostree-remount.service
+UNITS := ostree-prepare-root.service ostree-remount.service ostree-grub-bless.service
 
 # 'dest|mode|source', one per installed file; uninstall removes exactly these.
 entry = '$(1)|$(2)|$(3)'
@@ -123,6 +123,7 @@ INSTALL_FILES := \
 	$(call entry,$(tmpfilesdir)/ostree-tmpfiles.conf,644,units/tmpfiles.d/ostree-tmpfiles.conf) \
 	$(call entry,$(dracutmoduledir)/module-setup.sh,755,units/dracut/50ostree/module-setup.sh) \
 	$(call entry,$(kernelinstalldir)/install.conf,644,units/kernel/install.conf) \
+	$(call entry,$(libostreedir)/grub.cfg,644,units/grub/grub.cfg) \
 	$(foreach p,$(KERNEL_INSTALL_PLUGINS),$(call entry,$(kernelinstalldir)/install.d/$(notdir $(p)),755,$(p))) \
 	$(foreach m,$(MAN_OUT),$(call entry,$(mandir)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)),644,$(m))) \
 	$(if $(filter yes,$(INSTALL_DRACUT_CONF)),$(call entry,$(dracutconfdir)/ostree.conf,644,units/dracut/ostree.conf))

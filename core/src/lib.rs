@@ -12,6 +12,7 @@ pub mod cpio;
 pub mod deployment;
 pub mod fsutil;
 pub mod fsverity;
+pub mod grubenv;
 pub mod keyfile;
 pub mod layout;
 pub mod logger;

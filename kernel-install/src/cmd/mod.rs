@@ -4,6 +4,7 @@ pub mod commit_metadata;
 pub mod deploy;
 pub mod digest;
 pub mod dump;
+pub mod grubenv;
 pub mod kernel_install;
 pub mod keygen;
 pub mod mkcomposefs;

@@ -62,14 +62,58 @@ fn create_bootlinks(sysroot: &Path, bv: u8, sub: u8, deps: &[Deployment]) -> Res
     fsutil::fsync_path(&sysroot.join("ostree"))
 }
 
+/// `[sysroot] bootprefix` of the repo config (ostree's `OSTREE_SYSROOT_GLOBAL_OPT_BOOTPREFIX`):
+/// entries name `/boot/ostree/...` instead of `/ostree/...`, for a bootloader that reads
+/// the root filesystem holding a /boot directory (GRUB's blscfg). A value that is not a
+/// boolean is an error, as ostree's `ot_keyfile_get_boolean_with_default`; absent: false.
+fn bootprefix(sysroot: &Path) -> Result<bool> {
+    let path = sysroot.join("ostree/repo/config");
+    let Some(kf) = ostree_boot::keyfile::KeyFile::load_optional(&path)? else {
+        return Ok(false);
+    };
+    Ok(kf
+        .get_bool("sysroot", "bootprefix")
+        .with_context(|| format!("{}: [sysroot] bootprefix", path.display()))?
+        .unwrap_or(false))
+}
+
+/// The entry's kernel file keys with the prefix `bootprefix` asks for (ostree writes
+/// every entry's paths afresh, so a changed setting applies to all of them).
+fn apply_bootprefix(e: &mut layout::BootEntry, bootprefix: bool) {
+    for key in ["linux", "initrd", "devicetree"] {
+        let Some(v) = e.get(key) else { continue };
+        let bare = v
+            .strip_prefix("/boot")
+            .filter(|r| r.starts_with("/ostree/"))
+            .unwrap_or(v);
+        if !bare.starts_with("/ostree/") {
+            continue;
+        }
+        let new = if bootprefix {
+            format!("/boot{bare}")
+        } else {
+            bare.to_string()
+        };
+        e.set(key, new);
+    }
+}
+
+/// Whether the entry's paths already have the prefix `bootprefix` asks for.
+fn has_bootprefix(e: &layout::BootEntry, bootprefix: bool) -> bool {
+    let mut fixed = e.clone();
+    apply_bootprefix(&mut fixed, bootprefix);
+    &fixed == e
+}
+
 /// The entry for `planned[index]` with bootversion `bv`.
-fn render_entry(planned: &[Planned], index: usize, bv: u8) -> layout::BootEntry {
+fn render_entry(planned: &[Planned], index: usize, bv: u8, bootprefix: bool) -> layout::BootEntry {
     let p = &planned[index];
     let d = &p.deployment;
     let show = planned
         .iter()
         .any(|o| o.deployment.stateroot != planned[0].deployment.stateroot);
     let mut e = d.entry.clone();
+    apply_bootprefix(&mut e, bootprefix);
     e.set(
         "title",
         layout::entry_title(
@@ -146,12 +190,15 @@ pub fn write_deployments(
     for (p, d) in planned.iter_mut().zip(&deps) {
         p.deployment.bootserial = d.bootserial;
     }
+    let prefix = bootprefix(sysroot)?;
+    // ostree's test, plus: entries whose paths lack (or have) the /boot prefix the
+    // config asks for are rewritten.
     let same = old.deployments.len() == deps.len()
         && old
             .deployments
             .iter()
             .zip(&deps)
-            .all(|(a, b)| a.bootconfig_equal(b));
+            .all(|(a, b)| a.bootconfig_equal(b) && has_bootprefix(&a.entry, prefix));
     let bv = old.bootversion;
     if same && !deps.is_empty() {
         // Only the bootlinks move: the entries keep pointing at ostree/boot.BV.
@@ -184,7 +231,7 @@ pub fn write_deployments(
     let entries = loader.join("entries");
     fs::create_dir_all(&entries).with_context(|| format!("mkdir {}", entries.display()))?;
     for i in 0..planned.len() {
-        let e = render_entry(planned, i, nbv);
+        let e = render_entry(planned, i, nbv, prefix);
         let name =
             layout::entry_filename(naming, i, planned.len(), &planned[i].deployment.stateroot);
         fsutil::write_atomic(&entries.join(name), e.render().as_bytes(), 0o644)?;
@@ -333,5 +380,54 @@ impl KernelFiles {
             v.push(("devicetree", format!("{d}/devicetree-{}", self.kver)));
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(linux: &str, initrd: &str) -> layout::BootEntry {
+        layout::BootEntry::parse(&format!(
+            "options root=/dev/vda\nlinux {linux}\ninitrd {initrd}\n"
+        ))
+    }
+
+    #[test]
+    fn bootprefix_is_added_removed_and_idempotent() {
+        let bare = entry("/ostree/os-abc/vmlinuz-6", "/ostree/os-abc/initramfs-6.img");
+        let pre = entry(
+            "/boot/ostree/os-abc/vmlinuz-6",
+            "/boot/ostree/os-abc/initramfs-6.img",
+        );
+        let mut e = bare.clone();
+        apply_bootprefix(&mut e, true);
+        assert_eq!(e, pre);
+        apply_bootprefix(&mut e, true);
+        assert_eq!(e, pre);
+        apply_bootprefix(&mut e, false);
+        assert_eq!(e, bare);
+        assert!(has_bootprefix(&pre, true) && !has_bootprefix(&pre, false));
+        assert!(has_bootprefix(&bare, false) && !has_bootprefix(&bare, true));
+        // Paths outside ostree's layout are left alone.
+        let other = entry("/vmlinuz", "/bootstrap/initrd");
+        let mut e = other.clone();
+        apply_bootprefix(&mut e, true);
+        assert_eq!(e, other);
+    }
+
+    #[test]
+    fn bootprefix_config() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(!bootprefix(t.path()).unwrap());
+        fs::create_dir_all(t.path().join("ostree/repo")).unwrap();
+        let cfg = t.path().join("ostree/repo/config");
+        fs::write(&cfg, "[core]\nmode=bare\n").unwrap();
+        assert!(!bootprefix(t.path()).unwrap());
+        fs::write(&cfg, "[core]\nmode=bare\n[sysroot]\nbootprefix=true\n").unwrap();
+        assert!(bootprefix(t.path()).unwrap());
+        fs::write(&cfg, "[sysroot]\nbootprefix=maybe\n").unwrap();
+        let e = format!("{:#}", bootprefix(t.path()).unwrap_err());
+        assert!(e.contains("repo/config") && e.contains("bootprefix"), "{e}");
     }
 }
