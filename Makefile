@@ -1,5 +1,6 @@
 # ostree composefs boot, in Rust.
 #   make demo      the main job: build, deploy and boot a verified composefs root
+#                  (BOOTLOADER=grub or grub-bios: through GRUB 2.14 reading the BLS entry)
 #   make check     the whole test suite (what CI runs)
 #   make install   DESTDIR=… PREFIX=… installs binaries, units, generator, dracut module
 SHELL := /bin/bash
@@ -53,7 +54,7 @@ vm-clean:
 check: setup lint test vm-test
 
 demo: setup release
-	bash scripts/demo.sh
+	BOOTLOADER="$(BOOTLOADER)" bash scripts/demo.sh
 
 # Fuzzing (cargo-fuzz, stable toolchain through RUSTC_BOOTSTRAP). New inputs go to a
 # scratch corpus; the committed seeds in fuzz/corpus/<target> are only read.

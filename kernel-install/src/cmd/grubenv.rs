@@ -133,6 +133,8 @@ pub fn run_bless(a: BlessArgs) -> Result<()> {
         }
         Assessment::Bless => {
             env.unset(TRIES_VAR);
+            // /boot is read-only with a composefs root or sysroot.readonly.
+            crate::deploy::ensure_writable_dir(file.parent().unwrap_or(&a.boot))?;
             write(&file, &env)?;
             eprintln!(
                 "ostree-composefs: the default entry ({}) reached boot-complete.target: boot counter dropped",

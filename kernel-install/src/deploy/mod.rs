@@ -200,7 +200,13 @@ fn mount_point_of(path: &Path) -> Result<PathBuf> {
 /// writable for this process only, as libostree does: a private mount namespace in
 /// which its mount is remounted read-write. The rest of the system keeps it read-only.
 pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
-    let dir = sysroot.join("ostree/deploy");
+    ensure_writable_dir(&sysroot.join("ostree/deploy"))
+}
+
+/// Like [`ensure_writable_sysroot`] for any directory (`/boot/grub` for the GRUB boot
+/// counter): made writable for this process only if it sits on a read-only mount.
+pub fn ensure_writable_dir(dir: &Path) -> Result<()> {
+    let dir = dir.to_path_buf();
     match rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK) {
         Ok(()) => return Ok(()),
         Err(rustix::io::Errno::ROFS) => {}
