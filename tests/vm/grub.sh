@@ -40,9 +40,15 @@ grub_early_cfg() {
 }
 
 stage_grub() {
-    local key t w
+    local key t w lock
     key=$(grub_key)
-    if stamp_ok grub "$key" && [ -f "$GRUB_DIR/esp/EFI/BOOT/BOOTX64.EFI" ] && [ -f "$GRUB_DIR/bios.img" ]; then
+    grub_ready() { stamp_ok grub "$key" && [ -f "$GRUB_DIR/esp/EFI/BOOT/BOOTX64.EFI" ] && [ -f "$GRUB_DIR/bios.img" ]; }
+    grub_ready && return 0
+    # Cases running side by side may both get here: one builds, the other waits.
+    exec {lock}>"$CACHE/grub.lock"
+    flock "$lock"
+    if grub_ready; then
+        exec {lock}>&-
         return 0
     fi
     t=$(now)
@@ -71,6 +77,7 @@ stage_grub() {
     rm -rf "$w" "$GRUB_DIR"
     mv "$GRUB_DIR.tmp" "$GRUB_DIR"
     stamp_set grub "$key"
+    exec {lock}>&-
     log "grub: BOOTX64.EFI $(stat -c %s "$GRUB_DIR/esp/EFI/BOOT/BOOTX64.EFI") bytes, bios.img ready in $(since "$t") s"
 }
 
@@ -191,10 +198,21 @@ vm_boot_grub() {
     return "$rc"
 }
 
-# grub_timeline LOG: the moments that matter in a GRUB boot log, one line each.
+# grub_timeline LOG: the moments that matter in a GRUB boot log, one line each: the
+# firmware hands over, GRUB's decisions and the entry it boots, refusals, reboots, the
+# collector's results.
 grub_timeline() {
-    { grep -aoE '^\[ *[0-9.]+\] .*(ostree: [a-z].*|BdsDxe: starting|Linux version [^ ]+|ostree-prepare-root.*(error|refus).*|Reached target.*Boot Completion.*|OSTREE-VM-RESULT: (done=1|generation=.*)|reboot: Restarting system|reboot: Power down)' "$1" |
-        sed -E 's/^\[ *([0-9.]+)\] .*(ostree: [a-z][^:]*|BdsDxe: starting|Linux version|ostree-prepare-root|Reached target|OSTREE-VM-RESULT: [a-z=0-9]*|reboot: [A-Za-z ]*).*/\1s \2/' | tr -d '\r'; } || true
+    tr -d '\r' <"$1" | awk '
+        match($0, /^\[ *[0-9.]+\] /) {
+            t = substr($0, 2, RLENGTH - 3) + 0; rest = substr($0, RLENGTH + 1)
+            # The guest reports its uptime: the kernel started that long before.
+            if (match(rest, /OSTREE-VM-RESULT: uptime=[0-9.]+/)) {
+                split(substr(rest, RSTART, RLENGTH), u, "=")
+                printf "%.2fs kernel started (from the guest uptime %ss)\n", t - u[2], u[2]
+            }
+            if (match(rest, /BdsDxe: starting|Booting from Hard Disk|ostree: [a-z][^:(]*|Booting `[^'"'"']*|ostree-prepare-root: error|Reached target.*Boot Completion|Failed to start ostree-vm-health|OSTREE-VM-RESULT: (done=1|generation=[0-9]+)|reboot: (Restarting system|Power down)/))
+                printf "%.2fs %s\n", t, substr(rest, RSTART, RLENGTH)
+        }' | sort -n -s
 }
 
 # grub_guest_script: guest-side facts of a GRUB boot, for a case's guest_script(): the
