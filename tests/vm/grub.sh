@@ -68,12 +68,12 @@ stage_grub() {
     unshare --mount --propagation private chroot "$PEER_SID" grub-mkimage -O i386-pc \
         -p /boot/grub -c "/tmp/${w##*/}/early-i386-pc.cfg" -o "/tmp/${w##*/}/core.img" \
         biosdisk $GRUB_MODULES >&2 || { rm -rf "$w"; die "grub-mkimage i386-pc failed"; }
-    cp "$w/BOOTX64.EFI" "$GRUB_DIR.tmp/esp/EFI/BOOT/BOOTX64.EFI"
     # boot.img loads core.img's first sector from LBA 1 (its default kernel_sector) and
     # that sector loads the rest from LBA 2 on (diskboot's default blocklist, whose length
     # grub-mkimage filled in): the layout grub-install makes in the MBR gap.
-    cat "$PEER_SID/usr/lib/grub/i386-pc/boot.img" "$w/core.img" >"$GRUB_DIR.tmp/bios.img"
-    truncate -s 4M "$GRUB_DIR.tmp/bios.img"
+    { cp "$w/BOOTX64.EFI" "$GRUB_DIR.tmp/esp/EFI/BOOT/BOOTX64.EFI" &&
+        cat "$PEER_SID/usr/lib/grub/i386-pc/boot.img" "$w/core.img" >"$GRUB_DIR.tmp/bios.img" &&
+        truncate -s 4M "$GRUB_DIR.tmp/bios.img"; } || { rm -rf "$w"; die "assembling the GRUB images failed"; }
     rm -rf "$w" "$GRUB_DIR"
     mv "$GRUB_DIR.tmp" "$GRUB_DIR"
     stamp_set grub "$key"
