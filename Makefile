@@ -1,5 +1,6 @@
 # ostree composefs boot, in Rust.
 #   make demo      the main job: build, deploy and boot a verified composefs root
+#                  (BOOTLOADER=grub or grub-bios: through GRUB 2.14 reading the BLS entry)
 #   make check     the whole test suite (what CI runs)
 #   make install   DESTDIR=… PREFIX=… installs binaries, units, generator, dracut module
 SHELL := /bin/bash
@@ -59,7 +60,7 @@ peer:
 check: setup lint peer test vm-test
 
 demo: setup release
-	bash scripts/demo.sh
+	BOOTLOADER="$(BOOTLOADER)" bash scripts/demo.sh
 
 # Fuzzing (cargo-fuzz, stable toolchain through RUSTC_BOOTSTRAP). New inputs go to a
 # scratch corpus; the committed seeds in fuzz/corpus/<target> are only read.
@@ -116,7 +117,7 @@ INSTALL_DRACUT_CONF ?= yes
 MAN_SRC := $(wildcard man/*.[0-9].md)
 MAN_OUT := $(patsubst man/%.md,build/man/%,$(MAN_SRC))
 KERNEL_INSTALL_PLUGINS := $(wildcard units/kernel-install/*.install)
-UNITS := ostree-prepare-root.service ostree-remount.service \
+UNITS := ostree-prepare-root.service ostree-remount.service ostree-grub-bless.service \
 	ostree-composefs-finalize-staged.service ostree-composefs-finalize-staged-hold.service \
 	ostree-composefs-finalize-staged.path
 
@@ -130,6 +131,8 @@ INSTALL_FILES := \
 	$(foreach u,$(UNITS),$(call entry,$(systemdsystemunitdir)/$(u),644,units/$(u))) \
 	$(call entry,$(tmpfilesdir)/ostree-tmpfiles.conf,644,units/tmpfiles.d/ostree-tmpfiles.conf) \
 	$(call entry,$(dracutmoduledir)/module-setup.sh,755,units/dracut/50ostree/module-setup.sh) \
+	$(call entry,$(kernelinstalldir)/install.conf,644,units/kernel/install.conf) \
+	$(call entry,$(libostreedir)/grub.cfg,644,units/grub/grub.cfg) \
 	$(foreach p,$(KERNEL_INSTALL_PLUGINS),$(call entry,$(kernelinstalldir)/install.d/$(notdir $(p)),755,$(p))) \
 	$(foreach m,$(MAN_OUT),$(call entry,$(mandir)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)),644,$(m))) \
 	$(if $(filter yes,$(INSTALL_DRACUT_CONF)),$(call entry,$(dracutconfdir)/ostree.conf,644,units/dracut/ostree.conf))

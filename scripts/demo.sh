@@ -1,12 +1,23 @@
 #!/bin/bash
 # `make demo`: from nothing, build a small Debian OS, deploy it as a signed composefs root
 # (transient key in the initrd), boot it under qemu and show what was verified.
+# BOOTLOADER=direct (default, the fastest: qemu loads the entry's kernel and initrd),
+# grub (GRUB 2.14 under OVMF reads the BLS entry from the disk) or grub-bios (SeaBIOS).
 # Each stage prints one progress line; the build stages are cached in build/vm, so a second
 # run only boots. The VM harness (tests/vm/) does the work; see tests/vm/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tests/vm/stages.sh
 . tests/vm/stages.sh
+# shellcheck source=tests/vm/grub.sh
+. tests/vm/grub.sh
+
+case ${BOOTLOADER:-direct} in
+    "" | direct) boot_via=direct ;;
+    grub | grub-efi) boot_via=grub-efi ;;
+    grub-bios) boot_via=grub-bios ;;
+    *) die "BOOTLOADER=$BOOTLOADER: expected direct, grub or grub-bios" ;;
+esac
 
 STAGES=6
 n=0
@@ -32,7 +43,8 @@ impl=$(vm_impl)
 [ "$impl" = ours ] || printf '    note: booting Debian ostree-boot (C), not ours (OSTREE_VM_IMPL, or not built)\n'
 stage_base
 stage_tree "$impl"
-done_stage "implementation: $impl"
+[ "$boot_via" = direct ] || stage_grub
+done_stage "implementation: $impl$([ "$boot_via" = direct ] || echo ", GRUB 2.14 images (sid's grub-mkimage)")"
 
 variant=signed
 if ! deployer_supports signed; then
@@ -43,9 +55,14 @@ stage "deploy ($variant): ostree commit, $( [ "$variant" = signed ] && echo "com
 stage_disk "$impl" "$variant"
 done_stage "$CACHE/disk-$impl-$variant/root.ext4"
 
-stage "boot under qemu (TCG): kernel, systemd initrd, ostree-prepare-root, systemd"
+case $boot_via in
+    direct) how="kernel" ;;
+    grub-efi) how="OVMF, GRUB 2.14 reading the BLS entry, kernel" ;;
+    grub-bios) how="SeaBIOS, GRUB 2.14 reading the BLS entry, kernel" ;;
+esac
+stage "boot under qemu (TCG): $how, systemd initrd, ostree-prepare-root, systemd"
 t=$(now)
-if ! OSTREE_VM_DEMO_VARIANT=$variant bash tests/vm/run-case.sh tests/vm/demo.case >"$LOGS/demo.out" 2>&1; then
+if ! OSTREE_VM_DEMO_VARIANT=$variant OSTREE_VM_DEMO_BOOT=$boot_via bash tests/vm/run-case.sh tests/vm/demo.case >"$LOGS/demo.out" 2>&1; then
     cat "$LOGS/demo.out"
     die "the demo boot failed; console log: $LOGS/demo.log"
 fi
@@ -60,4 +77,8 @@ if [ "$variant" = signed ]; then
     printf '    public key in the initrd: %s\n' "${key:-<not found>}"
 fi
 sed 's/^/    /' "$RES/demo.txt"
+if [ -s "$CACHE/run/demo/timeline.1" ]; then
+    printf '    console timeline (s since qemu started):\n'
+    sed 's/^/      /' "$CACHE/run/demo/timeline.1"
+fi
 printf '    qemu wall time for the boot: %s s; whole demo: %s s\n' "$boot_wall" "$(since "$T0")"

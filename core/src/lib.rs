@@ -17,6 +17,7 @@ pub mod deployment;
 pub mod fsutil;
 pub mod fsverity;
 pub mod glib_hash;
+pub mod grubenv;
 pub mod keyfile;
 pub mod layout;
 pub mod logger;

@@ -22,6 +22,9 @@ enum Cli {
     Keygen(cmd::keygen::Args),
     Sign(cmd::sign::Args),
     Verify(cmd::verify::Args),
+    Grubenv(cmd::grubenv::Args),
+    /// Marks the booted deployment good for the GRUB boot assessment (ostree-grub-bless.service).
+    GrubBless(cmd::grubenv::BlessArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,8 @@ fn main() -> ExitCode {
         Cli::Keygen(a) => cmd::keygen::run(a).map(|()| 0),
         Cli::Sign(a) => cmd::sign::run(a).map(|()| 0),
         Cli::Verify(a) => cmd::verify::run(a).map(|()| 0),
+        Cli::Grubenv(a) => cmd::grubenv::run(a).map(|()| 0),
+        Cli::GrubBless(a) => cmd::grubenv::run_bless(a).map(|()| 0),
     };
     match r {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

@@ -15,7 +15,8 @@
 #   signed     the same, signing=transient: fresh key, public key appended to the initrd.
 #   signed2    two transient-signed deploys (keep=2): the older initrd carries another key;
 #              its initrd is kept as initrd-prev.img next to the disk.
-#   verity2    like verity, then a second, different commit deployed the same way (keep=2).
+#   verity2    like verity, then a second, different commit deployed the same way (keep=2),
+#              with /etc/kernel/tries = $VERITY2_TRIES: the GRUB cases' update on trial.
 #   signedkey  signing=key with a key made here (KEYDIR/deploy.secret); KEYDIR/other.* is a
 #              second key. The initrd gets no key: cases add one (INITRD_KEY).
 #   peer       the same commit deployed again by upstream's `ostree admin deploy` (Debian
@@ -25,6 +26,9 @@
 # The plugin is the real thing as installed, driven by the host's kernel-install (systemd
 # 252) with its configuration roots pointed at temporary files.
 
+# Boots the second verity2 deployment gets to reach boot-complete.target (GRUB cases).
+VERITY2_TRIES=2
+
 vm_deploy() {
     local sysroot=$1 tree=$2 variant=$3 kargs=$4 keydir=${5:-} k
     local -a karg_opts=()
@@ -33,6 +37,10 @@ vm_deploy() {
     mkdir -p "$sysroot"
     ostree admin init-fs "$sysroot" >&2
     ostree admin os-init "$STATEROOT" --sysroot="$sysroot" >&2
+    # /boot is a directory of this root filesystem and GRUB (the grub-* cases) reads the
+    # entries from there: their paths must carry /boot/ (ostree's sysroot.bootprefix; the
+    # host's ostree 2022.7 ignores it, our deployer honours it).
+    ostree config --repo="$sysroot/ostree/repo" set sysroot.bootprefix true
     # ostree's own notion of a commit: the real CLI checks the tree the same way it would
     # for any OS build.
     ostree --repo="$sysroot/ostree/repo" commit --branch="$OSTREE_REF" \
@@ -72,7 +80,7 @@ vm_deploy() {
                 --subject="ostree VM harness test OS, generation 2" \
                 --tree=dir="$tree" --tree=dir="$sysroot.layer" >&2
             rm -rf "$sysroot.layer"
-            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs"
+            plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs" "$VERITY2_TRIES"
             ;;
         peer) peer_deploy "$sysroot" "${karg_opts[@]}" ;;
         *) die "unknown deploy variant '$variant'" ;;
@@ -95,12 +103,14 @@ peer_deploy() {
 # plugin_deploy SYSROOT TREE SIGNING KEEP KARGS: `kernel-install add` of the tree's kernel
 # and initrd through our plugin, configured for SYSROOT.
 plugin_deploy() {
-    local sysroot=$1 tree=$2 signing=$3 keep=$4 kargs=$5 kv w
+    local sysroot=$1 tree=$2 signing=$3 keep=$4 kargs=$5 tries=${6:-} kv w
     deployer_supports composefs || die "the kernel-install plugin (units/kernel-install, issue 8) is not there yet"
     kv=$(kver)
     w=$(mktemp -d)
     mkdir -p "$w/kernel" "$w/ki/etc/ostree"
     cp "$REPO_ROOT/units/kernel-install/install.conf" "$w/kernel/install.conf"
+    # Boot assessment (GRUB): the tries plugin arms the counter in boot/grub/grubenv.
+    [ -z "$tries" ] || printf '%s\n' "$tries" >"$w/kernel/tries"
     {
         printf '[kernel-install]\nsysroot=%s\nstateroot=%s\nref=%s\nkargs=%s\nkeep=%s\n' \
             "$sysroot" "$STATEROOT" "$OSTREE_REF" "$kargs" "$keep"
@@ -111,7 +121,7 @@ plugin_deploy() {
     } >"$w/ki/etc/ostree/kernel-install.conf"
     KERNEL_INSTALL_CONF_ROOT=$w/kernel BOOT_ROOT=$sysroot/boot \
         MACHINE_ID=3e0484f3634a418b8e6a39e8828b03e3 \
-        KERNEL_INSTALL_PLUGINS=$REPO_ROOT/units/kernel-install/88-ostree-composefs.install \
+        KERNEL_INSTALL_PLUGINS="$REPO_ROOT/units/kernel-install/87-ostree-grub-tries.install $REPO_ROOT/units/kernel-install/88-ostree-composefs.install" \
         OSTREE_COMPOSEFS=$RELEASE_DIR/ostree-composefs OSTREE_KERNEL_INSTALL_CONF_ROOT=$w/ki \
         kernel-install --verbose add "$kv" "$tree/usr/lib/modules/$kv/vmlinuz" \
         "$tree/usr/lib/modules/$kv/initramfs.img" >&2 ||

@@ -4,6 +4,8 @@
 # cases use). Running it before run-all.sh keeps parallel cases from building the same thing.
 # shellcheck source=tests/vm/stages.sh
 . "$(dirname "$0")/stages.sh"
+# shellcheck source=tests/vm/grub.sh
+. "$(dirname "$0")/grub.sh"
 
 variants=("$@")
 if [ ${#variants[@]} -eq 0 ]; then
@@ -22,6 +24,8 @@ impl=$(vm_impl)
 log "implementation under test: $impl"
 timed stage_tree "$impl"
 build_verity_helper
+# The GRUB images of the grub-* cases (the sid peer chroot first, once).
+[ "${OSTREE_VM_GRUB:-1}" = 0 ] || timed stage_grub
 # Two disks at a time: a disk that needs a verity pass spends most of its time in a
 # one-vCPU VM, so two of them fill the 2 cores.
 pids=()

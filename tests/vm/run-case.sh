@@ -6,6 +6,8 @@
 # See tests/vm/README.md for the case format.
 # shellcheck source=tests/vm/stages.sh
 . "$(dirname "$0")/stages.sh"
+# shellcheck source=tests/vm/grub.sh
+. "$(dirname "$0")/grub.sh"
 
 # NAME, or a path to a case file elsewhere (the demo's lives in tests/vm/demo.case).
 if [ -f "${1:?usage: run-case.sh NAME|FILE.case}" ]; then
@@ -37,6 +39,11 @@ tamper_initrd() { :; }   # alters INITRD (a copy of the deployment's), before th
 guest_script() { :; }    # prints a script run in the guest (gets BOOT, OUT, IN)
 check() { :; }           # host-side checks after boot $BOOT, with the helpers below
 TAMPERS=0          # set to 1 by cases that define tamper(): the disk is copied, not overlaid
+BOOT_VIA=direct    # direct: qemu -kernel/-initrd/-append from the entry | grub-efi | grub-bios:
+                   # GRUB 2.14 reads the entries on the disk (tests/vm/grub.sh)
+ENTRY_KARGS_1=""   # grub-*: appended to the default entry's options only
+GRUB_REBOOT=0      # grub-*: 1 lets the guest reboot within one qemu run (rollback cases);
+                   # an initrd failure then reboots (rd.emergency=reboot) instead of powering off
 
 # --- helpers for tamper(): edit the raw disk image offline (debugfs, dd), no mount ---
 # deployed PATH [N]: the path on the disk of PATH inside the deployment that boot entry N
@@ -162,13 +169,15 @@ stage_kernel
 stage_base
 stage_tree "$IMPL"
 stage_disk "$IMPL" "$VARIANT"
+[ "$BOOT_VIA" = direct ] || stage_grub
 D=$CACHE/disk-$IMPL-$VARIANT
 W=$CACHE/run/$NAME
 rm -rf "$W"
 mkdir -p "$W"
 SYSROOT=$D/sysroot
 
-if [ "$TAMPERS" = 1 ]; then
+# GRUB boots edit the entries on the disk: they need a raw copy too.
+if [ "$TAMPERS" = 1 ] || [ "$BOOT_VIA" != direct ]; then
     DISK=$W/root.ext4
     cp --sparse=always --reflink=auto "$D/root.ext4" "$DISK"
     tamper
@@ -209,19 +218,33 @@ make_append() {
         OPTIONS+="$a "
     done
     # rd.shell=0 rd.emergency=poweroff: an initrd failure powers the VM off instead of
-    # waiting at an emergency shell until the timeout.
+    # waiting at an emergency shell until the timeout (GRUB cases reboot instead, so that
+    # GRUB's counter sees the failed try).
     # systemd.crash_*: if PID 1 cannot exec the real root's init (EIO on a verity failure,
     # for one) it would freeze until the timeout; rebooting ends the VM (-no-reboot) at once.
-    APPEND="$OPTIONS$KARGS_ADD rd.shell=0 rd.emergency=poweroff systemd.show_status=auto"
-    APPEND+=" systemd.crash_reboot=1 systemd.crash_action=reboot"
+    local emergency=poweroff
+    [ "$GRUB_REBOOT" != 1 ] || emergency=reboot
+    HARNESS_ARGS="rd.shell=0 rd.emergency=$emergency systemd.show_status=auto"
+    HARNESS_ARGS+=" systemd.crash_reboot=1 systemd.crash_action=reboot"
     # A refusal happens in the initrd, whose journal is lost: show it on the console
     # instead, so that the reason (prepare-root's message) is in the log the case checks.
-    if [ "$EXPECT" = refused ]; then APPEND+=" systemd.journald.forward_to_console=1"; fi
+    if [ "$EXPECT" = refused ] || [ "$GRUB_REBOOT" = 1 ]; then
+        HARNESS_ARGS+=" systemd.journald.forward_to_console=1"
+    fi
+    APPEND="$OPTIONS$KARGS_ADD $HARNESS_ARGS"
 }
 make_append "$D/options"
+if [ "$BOOT_VIA" != direct ]; then
+    # What vm_boot adds to -append, here written into the entries GRUB reads.
+    grub_prepare_disk "console=ttyS0 panic=-1 loglevel=4 $HARNESS_ARGS"
+fi
 prep_s=$(since "$t_prep")
 
 # --- boot(s) ---
+# OVMF connects only the devices in qemu's boot order: GRUB finds the root disk if it is
+# in that order too (after GRUB's own disk).
+ROOT_BOOTINDEX=""
+[ "$BOOT_VIA" = direct ] || ROOT_BOOTINDEX=,bootindex=1
 # Disks at fixed PCI slots so that the root is always /dev/vda (the deployment's root=);
 # the harness's input and output disks are found by serial in the guest.
 LOG=$LOGS/$NAME.log
@@ -250,13 +273,19 @@ for BOOT in $(seq 1 "$BOOTS"); do
     fi
     t=$(now)
     rc=0
-    vm_boot "$CONSOLE" "$D/vmlinuz" "$INITRD" "$APPEND" \
-        -drive "$DISK_OPTS,if=none,id=root" \
-        -device virtio-blk-pci,drive=root,addr=0x4,serial=ostree-root \
-        -drive "file=$W/in.$BOOT.tar,format=raw,if=none,id=in,readonly=on" \
-        -device virtio-blk-pci,drive=in,addr=0x5,serial=vmtest-in \
-        -drive "file=$W/out.$BOOT.img,format=raw,if=none,id=out" \
-        -device virtio-blk-pci,drive=out,addr=0x6,serial=vmtest-out || rc=$?
+    # shellcheck disable=SC2054 # commas separate qemu's suboptions
+    disks=(-drive "$DISK_OPTS,if=none,id=root"
+        -device "virtio-blk-pci,drive=root,addr=0x4,serial=ostree-root$ROOT_BOOTINDEX"
+        -drive "file=$W/in.$BOOT.tar,format=raw,if=none,id=in,readonly=on"
+        -device virtio-blk-pci,drive=in,addr=0x5,serial=vmtest-in
+        -drive "file=$W/out.$BOOT.img,format=raw,if=none,id=out"
+        -device virtio-blk-pci,drive=out,addr=0x6,serial=vmtest-out)
+    if [ "$BOOT_VIA" = direct ]; then
+        vm_boot "$CONSOLE" "$D/vmlinuz" "$INITRD" "$APPEND" "${disks[@]}" || rc=$?
+    else
+        vm_boot_grub "$BOOT_VIA" "$CONSOLE" "${disks[@]}" || rc=$?
+        grub_timeline "$CONSOLE" >"$W/timeline.$BOOT"
+    fi
     wall=$(since "$t")
     TIMES+="boot$BOOT=${wall}s "
     { echo "===== $NAME boot $BOOT (qemu rc=$rc, ${wall}s)"; cat "$CONSOLE"; } >>"$LOG"
@@ -282,10 +311,13 @@ done
 
 metrics=$(tr '\n' ' ' <"$W/metrics.$BOOTS" 2>/dev/null || true)
 if [ ${#FAILURES[@]} -eq 0 ]; then
-    printf 'PASS %s (impl=%s variant=%s prep=%ss %s%s)\n' "$NAME" "$IMPL" "$VARIANT" "$prep_s" "$TIMES" "$metrics"
+    printf 'PASS %s (impl=%s variant=%s via=%s prep=%ss %s%s)\n' "$NAME" "$IMPL" "$VARIANT" "$BOOT_VIA" "$prep_s" "$TIMES" "$metrics"
+    for b in $(seq 1 "$BOOTS"); do
+        [ ! -s "$W/timeline.$b" ] || { echo "  timeline of boot $b:"; sed 's/^/    /' "$W/timeline.$b"; }
+    done
     rm -f "$LOG" "$W"/*.img "$W"/root.*
     exit 0
 fi
-printf 'FAIL %s (impl=%s variant=%s %s) console: %s\n' "$NAME" "$IMPL" "$VARIANT" "$TIMES" "$LOG"
+printf 'FAIL %s (impl=%s variant=%s via=%s %s) console: %s\n' "$NAME" "$IMPL" "$VARIANT" "$BOOT_VIA" "$TIMES" "$LOG"
 printf '  - %s\n' "${FAILURES[@]}"
 exit 1

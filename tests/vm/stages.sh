@@ -101,7 +101,9 @@ ours_inputs() {
     for b in ostree-prepare-root ostree-system-generator ostree-remount ostree-composefs; do
         [ -f "$RELEASE_DIR/$b" ] && echo "$RELEASE_DIR/$b"
     done
-    [ -d "$REPO_ROOT/units" ] && echo "$REPO_ROOT/units"
+    # units/grub is left out: the guest never reads its copy of grub.cfg (the GRUB cases
+    # write units/grub/grub.cfg onto each boot's disk), so editing it rebuilds no tree.
+    [ -d "$REPO_ROOT/units" ] && find "$REPO_ROOT/units" -mindepth 1 -maxdepth 1 ! -name grub | LC_ALL=C sort
     echo "$REPO_ROOT/Makefile"
 }
 
@@ -153,6 +155,9 @@ install_guest_hooks() {
     install -Dm644 "$VM_DIR/guest/ostree-vm-test.service" "$root/usr/lib/systemd/system/ostree-vm-test.service"
     mkdir -p "$root/usr/lib/systemd/system/multi-user.target.wants"
     ln -sf ../ostree-vm-test.service "$root/usr/lib/systemd/system/multi-user.target.wants/ostree-vm-test.service"
+    install -Dm644 "$VM_DIR/guest/ostree-vm-health.service" "$root/usr/lib/systemd/system/ostree-vm-health.service"
+    mkdir -p "$root/usr/lib/systemd/system/boot-complete.target.requires"
+    ln -sf ../ostree-vm-health.service "$root/usr/lib/systemd/system/boot-complete.target.requires/ostree-vm-health.service"
     # A file the guest reads back: tamper cases corrupt its object and expect EIO.
     seq -f 'ostree-vm-canary %05g' 1 4096 >"$root/usr/lib/ostree-vm-test/canary"
     echo ostree-vm >"$root/etc/hostname"

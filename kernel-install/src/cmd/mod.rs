@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod digest;
 pub mod dump;
 pub mod finalize_staged;
+pub mod grubenv;
 pub mod kernel_install;
 pub mod keygen;
 pub mod mkcomposefs;

@@ -505,3 +505,23 @@ impl KernelFiles {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootprefix_config() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(!bootprefix(t.path()).unwrap());
+        fs::create_dir_all(t.path().join("ostree/repo")).unwrap();
+        let cfg = t.path().join("ostree/repo/config");
+        fs::write(&cfg, "[core]\nmode=bare\n").unwrap();
+        assert!(!bootprefix(t.path()).unwrap());
+        fs::write(&cfg, "[core]\nmode=bare\n[sysroot]\nbootprefix=true\n").unwrap();
+        assert!(bootprefix(t.path()).unwrap());
+        fs::write(&cfg, "[sysroot]\nbootprefix=maybe\n").unwrap();
+        let e = format!("{:#}", bootprefix(t.path()).unwrap_err());
+        assert!(e.contains("repo/config") && e.contains("bootprefix"), "{e}");
+    }
+}
