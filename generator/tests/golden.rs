@@ -591,6 +591,13 @@ fn documented(
     if theirs.status != 0 && theirs.stderr.contains("Invalid ostree= argument '\"") {
         return Some("a quoted ostree= is unquoted as systemd does; upstream refuses it");
     }
+    if ours.status != 0 && case.join("status").is_file() {
+        // Cases 38-42: a karg lowering the initrd's composefs mode, and ostree= targets
+        // with control characters or `..`, are refused before any unit is written.
+        return Some(
+            "input we refuse (karg downgrade, unsafe ostree= target) fails with a message and no units; upstream writes units",
+        );
+    }
     if !root.join("run/ostree").is_dir() {
         return Some(
             "/run/ostree-booted alone (older initrds) is enough for us; upstream wants /run/ostree",

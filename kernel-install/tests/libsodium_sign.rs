@@ -7,6 +7,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -152,6 +153,8 @@ fn ed25519_interoperates_with_libsodium() {
     // the commit is byte for byte the one we write, which our verify accepts.
     let (na_sec, na_pub) = (d.join("nacl.sec"), d.join("nacl.pub"));
     py(d, &["keygen", &s(&na_sec), &s(&na_pub)]);
+    // A secret key must be private to be used (ssh's rule).
+    fs::set_permissions(&na_sec, fs::Permissions::from_mode(0o600)).unwrap();
     let theirs = py(d, &["sign", &s(&na_sec), &s(&object)]);
     run(Command::new(BIN)
         .args(["sign", "--repo"])

@@ -63,7 +63,7 @@ fn read_only_boot_and_sysroot() {
         String::from_utf8_lossy(&o.stdout)
     );
     let entries = std::fs::read_to_string(t.path().join("entries")).unwrap();
-    assert_eq!(entries.trim(), "ostree-1-testos.conf");
+    assert_eq!(entries.trim(), "ostree-1.conf");
     let text = std::fs::read_to_string(t.path().join("entry-text")).unwrap();
     assert!(text.contains("linux /ostree/testos-"), "{text}");
     assert_eq!(

@@ -156,7 +156,7 @@ ostree admin status > /tmp/status-final"
         fs::read_to_string(new.join("etc/new.conf")).unwrap(),
         "from the update\n"
     );
-    let snap = snapshot_content(&b.sysroot);
+    let snap = snapshot_content_2022(&b.sysroot);
     Some((b, snap))
 }
 
@@ -399,7 +399,7 @@ fn regular_deploy_drops_the_staged_deployment() {
     let mut snaps = Vec::new();
     for deploy in [
         "ostree admin deploy testos/stable",
-        "$OURS deploy testos/stable",
+        "$OURS deploy --bootloader-naming-1 testos/stable",
     ] {
         let Some(b) = booted() else { return };
         b.run(&format!(
@@ -417,8 +417,8 @@ ostree admin status > /tmp/status"
     let (a, _) = &snaps[0];
     let (b, d) = &snaps[1];
     assert_same(
-        &snapshot_content(&a.sysroot),
-        &snapshot_content(&b.sysroot),
+        &snapshot_content_2022(&a.sysroot),
+        &snapshot_content_2022(&b.sysroot),
         d,
     );
 }
@@ -514,7 +514,7 @@ fn overlay_initrd_staged_by_ostree() {
             e.contains("\ninitrd /ostree/initramfs-overlays/"),
             "{finalize}: {e}"
         );
-        snaps.push((snapshot_content(&b.sysroot), b));
+        snaps.push((snapshot_content_2022(&b.sysroot), b));
     }
     assert_same(&snaps[0].0, &snaps[1].0, "overlay initrd");
 }

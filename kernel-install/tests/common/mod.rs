@@ -7,7 +7,8 @@ use std::process::{Command, Output};
 
 pub use ostree_boot_test_support::deploy::{
     Scratch, assert_same, commit, copy_tree, deployment_dirs, make_sysroot, make_tree,
-    remove_sysroot, snapshot, snapshot_2022, snapshot_content, status, theirs, unseal,
+    remove_sysroot, snapshot, snapshot_2022, snapshot_content, snapshot_content_2022, status,
+    theirs, unseal,
 };
 pub use ostree_boot_test_support::{
     have_ostree, privileged, require, run, run_stdout as stdout, write,

@@ -206,8 +206,16 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
 /// [`snapshot`] without the deployments' backing directories, which ostree ≥ 2025 creates
 /// and 2022.7 does not: for the differential tests against the host's 2022.7.
 pub fn snapshot_2022(root: &Path) -> BTreeMap<String, String> {
-    snapshot(root)
-        .into_iter()
+    without_backing(snapshot(root))
+}
+
+/// [`snapshot_content`] without the backing directories (see [`snapshot_2022`]).
+pub fn snapshot_content_2022(root: &Path) -> BTreeMap<String, String> {
+    without_backing(snapshot_content(root))
+}
+
+fn without_backing(snap: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    snap.into_iter()
         .filter(|(k, _)| {
             let mut parts = k.split('/');
             !(parts.next() == Some("ostree")
