@@ -217,12 +217,10 @@ fn kernel_install(t: &Path, layout: &str, tries: Option<&str>) -> Output {
 
 #[test]
 fn tries_plugin_through_kernel_install() {
-    if Command::new("kernel-install")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: needs kernel-install");
+    if !ostree_boot_test_support::require(
+        ostree_boot_test_support::have_command("kernel-install"),
+        "needs systemd's kernel-install",
+    ) {
         return;
     }
     let t = tempfile::tempdir().unwrap();

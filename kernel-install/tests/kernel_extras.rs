@@ -176,9 +176,16 @@ fn boot_view(sysroot: &Path) -> Vec<String> {
 /// `sysroot.bootprefix=true`.
 #[test]
 fn bootprefix_and_aboot_match_the_sid_peer() {
-    let peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/peer-sid");
-    if !peer.join("usr/bin/ostree").is_file() {
-        eprintln!("skipped: no sid peer (scripts/peer-sid.sh)");
+    let peer = std::env::var_os("OSTREE_PEER_SID")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/peer-sid"));
+    if !require(
+        peer.join("usr/bin/ostree").is_file(),
+        format!(
+            "needs the sid peer at {} (scripts/peer-sid.sh builds it)",
+            peer.display()
+        ),
+    ) {
         return;
     }
     let Some((_t, a, b)) = pair_with(|tree| {

@@ -36,8 +36,13 @@ ls "$sysroot/boot/ostree" > "$scratch/kernels"
 
 #[test]
 fn read_only_boot_and_sysroot() {
-    if !have_ostree() || Command::new("mkfs.ext4").arg("-V").output().is_err() {
-        eprintln!("skipped: needs ostree and mkfs.ext4");
+    if !have_ostree()
+        || !require(
+            Command::new("mkfs.ext4").arg("-V").output().is_ok(),
+            "needs mkfs.ext4 (e2fsprogs)",
+        )
+        || !privileged()
+    {
         return;
     }
     let t = Scratch::new();
@@ -53,8 +58,7 @@ fn read_only_boot_and_sysroot() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    if err.contains("unshare failed") {
-        eprintln!("skipped: no mount namespaces");
+    if err.contains("unshare failed") && !require(false, format!("needs mount namespaces: {err}")) {
         return;
     }
     assert!(

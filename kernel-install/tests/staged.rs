@@ -90,8 +90,9 @@ impl Booted {
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        if err.contains("unshare failed") {
-            eprintln!("skipped: no mount namespaces");
+        if err.contains("unshare failed")
+            && !require(false, format!("needs mount namespaces: {err}"))
+        {
             return None;
         }
         assert!(
@@ -353,8 +354,8 @@ fn kernel_install_plugin_stages() {
         .arg("--version")
         .output()
         .is_err()
+        && !require(false, "needs systemd's kernel-install")
     {
-        eprintln!("skipped: no kernel-install");
         return;
     }
     write(&b.out.join("conf/install.conf"), "layout=ostree\n");
