@@ -17,8 +17,10 @@ fn random_sequences_match_libglib() {
         .arg(src)
         .arg("-l:libglib-2.0.so.0")
         .output();
-    if !built.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: cannot build against libglib-2.0.so.0");
+    if !ostree_boot_test_support::require(
+        built.as_ref().is_ok_and(|o| o.status.success()),
+        format!("needs cc and libglib-2.0.so.0 to build the reference: {built:?}"),
+    ) {
         return;
     }
     let words = [

@@ -3,7 +3,7 @@
 //! sid peer's ostree-boot package when it is built, build/peer-sid).
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ostree-composefs");
@@ -32,12 +32,10 @@ fn verify(root: &Path, units: &[&str]) -> (bool, String) {
 
 #[test]
 fn units_verify() {
-    if Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: no systemd-analyze");
+    if !ostree_boot_test_support::require(
+        ostree_boot_test_support::have_command("systemd-analyze"),
+        "needs systemd-analyze",
+    ) {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -88,9 +86,14 @@ fn ordering(text: &str) -> Vec<String> {
 
 #[test]
 fn ordering_as_ostree() {
-    let peer = repo().join("build/peer-sid/usr/lib/systemd/system");
-    if !peer.join("ostree-finalize-staged.service").is_file() {
-        eprintln!("skipped: no sid peer (scripts/peer-sid.sh)");
+    let peer = std::env::var_os("OSTREE_PEER_SID")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("build/peer-sid"))
+        .join("usr/lib/systemd/system");
+    if !ostree_boot_test_support::require(
+        peer.join("ostree-finalize-staged.service").is_file(),
+        "needs the sid peer (scripts/peer-sid.sh builds it)",
+    ) {
         return;
     }
     for (theirs, ours) in [

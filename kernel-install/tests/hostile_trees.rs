@@ -415,12 +415,10 @@ fn control_characters_in_names_are_data() {
 #[test]
 fn hostile_commits_through_kernel_install() {
     let Some(b) = base() else { return };
-    if !Command::new("kernel-install")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        eprintln!("skipped: needs kernel-install");
+    if !require(
+        have_command("kernel-install"),
+        "needs systemd's kernel-install",
+    ) {
         return;
     }
     let plugin = Path::new(env!("CARGO_MANIFEST_DIR"))
