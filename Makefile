@@ -131,7 +131,6 @@ INSTALL_FILES := \
 	$(foreach u,$(UNITS),$(call entry,$(systemdsystemunitdir)/$(u),644,units/$(u))) \
 	$(call entry,$(tmpfilesdir)/ostree-tmpfiles.conf,644,units/tmpfiles.d/ostree-tmpfiles.conf) \
 	$(call entry,$(dracutmoduledir)/module-setup.sh,755,units/dracut/50ostree/module-setup.sh) \
-	$(call entry,$(kernelinstalldir)/install.conf,644,units/kernel/install.conf) \
 	$(call entry,$(libostreedir)/grub.cfg,644,units/grub/grub.cfg) \
 	$(foreach p,$(KERNEL_INSTALL_PLUGINS),$(call entry,$(kernelinstalldir)/install.d/$(notdir $(p)),755,$(p))) \
 	$(foreach m,$(MAN_OUT),$(call entry,$(mandir)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)),644,$(m))) \

@@ -108,6 +108,8 @@ fn make_install_and_uninstall() {
         "usr/lib/systemd/system/ostree-composefs-finalize-staged.service",
         "usr/lib/systemd/system/ostree-composefs-finalize-staged-hold.service",
         "usr/lib/systemd/system/ostree-composefs-finalize-staged.path",
+        "usr/lib/systemd/system/ostree-grub-bless.service",
+        "usr/lib/ostree/grub.cfg",
         "usr/lib/systemd/system/foreign.service",
         "usr/lib/tmpfiles.d/ostree-tmpfiles.conf",
         "usr/lib/dracut/modules.d/50ostree/module-setup.sh",
