@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use ostree_boot::cmdline::Cmdline;
 use ostree_boot::config::{ComposefsMode, RootConfig};
 use ostree_boot::deployment::{self, ResolvedDeployment};
-use ostree_boot::ostree::booted::OstreeBooted;
-use ostree_boot::plan::{self, BootedRecord, ExpectedDigest, Facts, Plan, Step};
+use ostree_boot::plan::{self, ExpectedDigest, Facts, Plan, Step};
 
 use crate::composefs_mount::{self, CfsMountOptions};
 use crate::exec;
@@ -160,30 +159,11 @@ pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<(), Error> {
     Ok(())
 }
 
-/// The record `/run/ostree-booted` gets, with what only execution knows filled in.
-fn booted_bytes(rec: &BootedRecord, deploy_path: &Path) -> Result<Vec<u8>, Error> {
-    let backing = match rec.backing_root_device_inode {
-        Some(b) => b,
-        None => exec::device_inode(deploy_path)?,
-    };
-    let b = OstreeBooted {
-        backing_root_device_inode: backing,
-        root_transient: rec.root_transient,
-        root_transient_ro: rec.root_transient_ro,
-        composefs_signed: rec.composefs_signed.clone(),
-        composefs: rec.composefs.then_some(true),
-        composefs_verity: rec.composefs.then_some(rec.composefs_verity),
-        sysroot_ro: rec.sysroot_ro,
-        transient_etc: rec.transient_etc.clone(),
-    };
-    Ok(b.to_bytes()?)
-}
-
 /// Executes the plan's steps in order; the first failure stops the run.
 pub fn execute(inp: &Inputs, plan: &Plan) -> Result<(), Error> {
     let mut booted = plan.booted.clone();
     // The deployment directory's identity, taken before anything is mounted over it.
-    booted.backing_root_device_inode = Some(exec::device_inode(&plan.deploy_path)?);
+    booted.backing_root_device_inode = exec::device_inode(&plan.deploy_path)?;
     let mut verified: Option<verify::Verified> = None;
 
     for step in &plan.steps {
@@ -303,7 +283,7 @@ pub fn execute(inp: &Inputs, plan: &Plan) -> Result<(), Error> {
                 exec::remount_bind(path, false)?;
             }
             Step::WriteBooted { path } => {
-                exec::write_atomic(path, &booted_bytes(&booted, &plan.deploy_path)?)?;
+                exec::write_atomic(path, &booted.to_bytes()?)?;
             }
             Step::MoveToSysroot { source, target } => exec::move_mount(source, target)?,
             Step::Rmdir { path } => {
