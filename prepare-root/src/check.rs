@@ -246,9 +246,9 @@ fn check_image(
     };
     match composefs_mount::read_header(&file, image) {
         Ok(h) => r.ok(format!(
-            "composefs image {} (format {}, acl {})",
+            "composefs image {} (composefs version {}, acl {})",
             image.display(),
-            h.version,
+            h.composefs_version,
             h.has_acl()
         )),
         Err(e) => r.fail(e.to_string()),
