@@ -143,14 +143,10 @@ fn kernel_log(log: &[String]) -> String {
     }
 }
 
-fn io(e: Errno) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e.raw_os_error())
-}
-
 fn sys(what: impl Into<String>, e: Errno, fs: Option<&OwnedFd>) -> CfsMountError {
     CfsMountError::Syscall {
         what: what.into(),
-        source: io(e),
+        source: e.into(),
         log: fs.map(drain_fs_log).unwrap_or_default(),
     }
 }
@@ -322,7 +318,7 @@ fn mount_erofs(
         }),
         Err(NewApi::Failed(e, log)) => Err(CfsMountError::Syscall {
             what: format!("mounting EROFS at {}", mountdir.display()),
-            source: io(e),
+            source: e.into(),
             log,
         }),
     }
@@ -367,7 +363,7 @@ fn erofs_on_loop(
                 dev.path.display(),
                 mountdir.display()
             ),
-            source: io(e),
+            source: e.into(),
             log,
         }),
     };
@@ -490,7 +486,11 @@ fn overlay_new_api(target: &Path, opts: &CfsMountOptions) -> Result<bool, CfsMou
     if opts.require_verity {
         fsconfig_set_string(&fs, "verity", "require").map_err(|e| CfsMountError::KernelLacks {
             feature: "overlayfs verity=require (Linux 6.6)",
-            detail: format!("{}{}", io(e), kernel_log(&drain_fs_log(&fs))),
+            detail: format!(
+                "{}{}",
+                std::io::Error::from(e),
+                kernel_log(&drain_fs_log(&fs))
+            ),
         })?;
     }
     let lower = opts.image_mountdir.to_string_lossy();

@@ -35,7 +35,7 @@ pub type Result<T> = std::result::Result<T, StepError>;
 fn errno(what: impl Into<String>, e: Errno) -> StepError {
     StepError {
         what: what.into(),
-        source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+        source: e.into(),
     }
 }
 
@@ -112,7 +112,7 @@ pub fn refuse_second_run(booted: &Path) -> Result<()> {
                 "{} already exists: ostree-prepare-root already ran in this boot",
                 d(booted)
             ),
-            source: std::io::Error::from_raw_os_error(Errno::EXIST.raw_os_error()),
+            source: Errno::EXIST.into(),
         });
     }
     Ok(())
