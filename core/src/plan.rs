@@ -232,6 +232,19 @@ pub enum PlanError {
     },
 }
 
+/// Whether prepare-root mounts /etc on its own (a bind, or an overlay when transient):
+/// with a read-only sysroot, a composefs root or a transient root. The plan decides
+/// with it; the generator asks [`booted_etc_is_mount`].
+pub fn etc_is_mount(sysroot_readonly: bool, composefs: bool, root_transient: bool) -> bool {
+    sysroot_readonly || composefs || root_transient
+}
+
+/// [`etc_is_mount`] for the boot that `/run/ostree-booted` records.
+pub fn booted_etc_is_mount(b: &OstreeBooted) -> bool {
+    etc_is_mount(b.sysroot_ro, b.composefs == Some(true), b.root_transient)
+        || b.transient_etc.is_some()
+}
+
 /// Plans the boot of `dep` under the sysroot mounted at `sysroot` (normally `/sysroot`).
 pub fn plan(
     cfg: &RootConfig,
@@ -348,7 +361,7 @@ pub fn plan(
         });
     }
 
-    if sysroot_readonly || using_composefs || cfg.root_transient {
+    if etc_is_mount(sysroot_readonly, using_composefs, cfg.root_transient) {
         if cfg.etc_transient {
             steps.push(Step::EtcTransientOverlay {
                 lower: tmp.join("usr/etc"),
@@ -1103,6 +1116,14 @@ mod tests {
             "{ctx}"
         );
         let b = &plan.booted;
+        // What the generator concludes from the record is what the plan did.
+        assert_eq!(
+            booted_etc_is_mount(b),
+            plan.steps
+                .iter()
+                .any(|s| matches!(s, Step::EtcBind { .. } | Step::EtcTransientOverlay { .. })),
+            "{ctx}"
+        );
         assert_eq!(b.composefs == Some(true), plan.using_composefs, "{ctx}");
         assert_eq!(b.sysroot_ro, plan.sysroot_readonly, "{ctx}");
         assert_eq!(
