@@ -90,17 +90,19 @@ fn setup(conf_text: &str) -> Option<Env> {
 }
 
 impl Env {
-    fn kernel_install(&self, args: &[&str]) -> Output {
-        Command::new("kernel-install")
-            .args(args)
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kernel-install");
+        c.args(args)
             .env("KERNEL_INSTALL_CONF_ROOT", &self.conf)
             .env("BOOT_ROOT", self.sysroot.join("boot"))
             .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
             .env("KERNEL_INSTALL_PLUGINS", plugin())
             .env("OSTREE_COMPOSEFS", BIN)
-            .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &self.kiroot)
-            .output()
-            .unwrap()
+            .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &self.kiroot);
+        c
+    }
+    fn kernel_install(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
     fn ok(&self, args: &[&str]) -> String {
         let o = self.kernel_install(args);
@@ -848,19 +850,13 @@ fn add_seals_only_under_the_sysroot_lock() {
         .unwrap();
     rustix::fs::fcntl_lock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
     let ino = lock.metadata().unwrap().ino();
-    let mut child = Command::new("kernel-install")
-        .args([
+    let mut child = e
+        .command(&[
             "add",
             KVER,
             e.kernel.to_str().unwrap(),
             e.initrd.to_str().unwrap(),
         ])
-        .env("KERNEL_INSTALL_CONF_ROOT", &e.conf)
-        .env("BOOT_ROOT", e.sysroot.join("boot"))
-        .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
-        .env("KERNEL_INSTALL_PLUGINS", plugin())
-        .env("OSTREE_COMPOSEFS", BIN)
-        .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &e.kiroot)
         .spawn()
         .unwrap();
     // /proc/locks lists a process blocked on a lock as `-> POSIX ... <dev>:<ino> ...`.
