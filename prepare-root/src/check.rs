@@ -121,7 +121,7 @@ fn gather(args: &CheckArgs, report: &mut Report) -> Option<Inputs> {
     match run::gather(&args.config_root, &root, &cmdline, direct) {
         Ok(i) => Some(i),
         Err(e) => {
-            report.fail(e.0);
+            report.fail(run::error_line(&e));
             None
         }
     }

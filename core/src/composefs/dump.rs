@@ -46,29 +46,14 @@ pub struct DumpError {
 pub struct XattrBudget(pub u64);
 
 /// Why an xattr could not be set (`ERANGE`/`EINVAL` from `lcfs_node_set_xattr`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XattrSetError {
+    #[error("xattr name length {0} is not between 1 and {MAX_XATTR_NAME}")]
     BadNameLength(usize),
+    #[error("xattr value of {0} bytes exceeds 65535")]
     ValueTooLong(usize),
+    #[error("xattrs of this file exceed the limit of {MAX_XATTR_BUDGET} bytes of metadata")]
     OverBudget,
-}
-
-impl std::fmt::Display for XattrSetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            XattrSetError::BadNameLength(n) => {
-                write!(
-                    f,
-                    "xattr name length {n} is not between 1 and {MAX_XATTR_NAME}"
-                )
-            }
-            XattrSetError::ValueTooLong(n) => write!(f, "xattr value of {n} bytes exceeds 65535"),
-            XattrSetError::OverBudget => write!(
-                f,
-                "xattrs of this file exceed the limit of {MAX_XATTR_BUDGET} bytes of metadata"
-            ),
-        }
-    }
 }
 
 /// One xattr entry's share of the count: `2*4-1 + len(key) + len(value)`.
