@@ -3,7 +3,7 @@
 //! [`plan`] is a pure function of the effective configuration, the resolved deployment
 //! and a few [`Facts`] read from the disk. It returns the ordered [`Step`]s of ostree's
 //! `ostree-prepare-root.c:main` (reference: ostree.md 1.5-1.9) and the
-//! [`BootedRecord`] that `/run/ostree-booted` will hold. prepare-root executes the steps
+//! [`OstreeBooted`] record that `/run/ostree-booted` will hold. prepare-root executes the steps
 //! with syscalls; the generator and `--check` read the same plan, so what the initrd did
 //! and what the rest of the system believes cannot drift apart.
 //!
@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{ComposefsMode, RootConfig};
 use crate::deployment::ResolvedDeployment;
+use crate::ostree::booted::OstreeBooted;
 
 /// Where the new root is assembled before it is moved onto the sysroot mount point.
 pub const TMP_SYSROOT: &str = "/sysroot.tmp";
@@ -203,55 +204,14 @@ pub enum Step {
     SysrootReadonly { path: PathBuf },
 }
 
-/// What `/run/ostree-booted` records, as plain data. `booted.rs` serialises it as ostree's
-/// GVariant `a{sv}`; [`BootedRecord::keys`] says which keys are present, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BootedRecord {
-    /// `(st_dev, st_ino)` of the deployment directory; the executor fills it (always
-    /// written).
-    pub backing_root_device_inode: Option<(u64, u64)>,
-    /// True for `root.transient` and for `root.transient-ro`.
-    pub root_transient: bool,
-    pub root_transient_ro: bool,
-    /// The keypath the signature was verified with (`composefs.signed`).
-    pub composefs_signed: Option<String>,
-    /// composefs was mounted: writes `composefs=true` and `composefs.verity`.
-    pub composefs: bool,
-    pub composefs_verity: bool,
-    pub sysroot_ro: bool,
-    /// The transient /etc directory. The plan puts [`TRANSIENT_ETC_TEMPLATE`] here; the
-    /// executor replaces it with the name `mkdtemp` chose.
-    pub transient_etc: Option<String>,
-}
-
-impl BootedRecord {
-    /// The `/run/ostree-booted` keys present, in ostree's order (ostree.md 1.8).
-    pub fn keys(&self) -> Vec<&'static str> {
-        let mut k = vec![
-            "backing-root-device-inode",
-            "root.transient",
-            "root.transient-ro",
-        ];
-        if self.composefs_signed.is_some() {
-            k.push("composefs.signed");
-        }
-        if self.composefs {
-            k.push("composefs");
-            k.push("composefs.verity");
-        }
-        k.push("sysroot-ro");
-        if self.transient_etc.is_some() {
-            k.push("transient-etc");
-        }
-        k
-    }
-}
-
 /// The ordered steps and the resulting state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub steps: Vec<Step>,
-    pub booted: BootedRecord,
+    /// What `/run/ostree-booted` will record. The executor fills in what only execution
+    /// knows: the deployment's `(st_dev, st_ino)` (left `(0, 0)` here) and the name
+    /// `mkdtemp` chose for a transient /etc (here [`TRANSIENT_ETC_TEMPLATE`]).
+    pub booted: OstreeBooted,
     /// The deployment directory, absolute (`<sysroot>/ostree/deploy/...`).
     pub deploy_path: PathBuf,
     pub using_composefs: bool,
@@ -270,6 +230,19 @@ pub enum PlanError {
         mode: ComposefsMode,
         deploy: PathBuf,
     },
+}
+
+/// Whether prepare-root mounts /etc on its own (a bind, or an overlay when transient):
+/// with a read-only sysroot, a composefs root or a transient root. The plan decides
+/// with it; the generator asks [`booted_etc_is_mount`].
+pub fn etc_is_mount(sysroot_readonly: bool, composefs: bool, root_transient: bool) -> bool {
+    sysroot_readonly || composefs || root_transient
+}
+
+/// [`etc_is_mount`] for the boot that `/run/ostree-booted` records.
+pub fn booted_etc_is_mount(b: &OstreeBooted) -> bool {
+    etc_is_mount(b.sysroot_ro, b.composefs == Some(true), b.root_transient)
+        || b.transient_etc.is_some()
 }
 
 /// Plans the boot of `dep` under the sysroot mounted at `sysroot` (normally `/sysroot`).
@@ -320,12 +293,11 @@ pub fn plan(
         },
     ];
 
-    let mut booted = BootedRecord {
-        backing_root_device_inode: None,
+    let mut booted = OstreeBooted {
         root_transient: cfg.root_transient,
         root_transient_ro: cfg.root_transient_ro,
         sysroot_ro: sysroot_readonly,
-        ..BootedRecord::default()
+        ..OstreeBooted::default()
     };
 
     if using_composefs {
@@ -376,8 +348,8 @@ pub fn plan(
             readonly: !cfg.root_transient || cfg.root_transient_ro,
             transient,
         });
-        booted.composefs = true;
-        booted.composefs_verity = require_verity;
+        booted.composefs = Some(true);
+        booted.composefs_verity = Some(require_verity);
         steps.push(Step::VolatileRoot {
             link: VOLATILE_ROOT.into(),
             sysroot: sysroot.into(),
@@ -389,7 +361,7 @@ pub fn plan(
         });
     }
 
-    if sysroot_readonly || using_composefs || cfg.root_transient {
+    if etc_is_mount(sysroot_readonly, using_composefs, cfg.root_transient) {
         if cfg.etc_transient {
             steps.push(Step::EtcTransientOverlay {
                 lower: tmp.join("usr/etc"),
@@ -632,13 +604,13 @@ mod tests {
         );
         assert_eq!(
             plan.booted,
-            BootedRecord {
-                backing_root_device_inode: None,
+            OstreeBooted {
+                backing_root_device_inode: (0, 0),
                 root_transient: false,
                 root_transient_ro: false,
                 composefs_signed: Some("/etc/k.pub".into()),
-                composefs: true,
-                composefs_verity: true,
+                composefs: Some(true),
+                composefs_verity: Some(true),
                 sysroot_ro: true,
                 transient_etc: None,
             }
@@ -736,7 +708,7 @@ mod tests {
     fn maybe_without_image_is_legacy() {
         let cfg = rootcfg("[composefs]\nenabled=maybe\n", "");
         let plan = plan(&cfg, &dep(), Path::new("/sysroot"), &facts(false)).unwrap();
-        assert!(!plan.using_composefs && !plan.booted.composefs);
+        assert!(!plan.using_composefs && plan.booted.composefs.is_none());
         assert!(
             plan.steps
                 .iter()
@@ -1144,7 +1116,15 @@ mod tests {
             "{ctx}"
         );
         let b = &plan.booted;
-        assert_eq!(b.composefs, plan.using_composefs, "{ctx}");
+        // What the generator concludes from the record is what the plan did.
+        assert_eq!(
+            booted_etc_is_mount(b),
+            plan.steps
+                .iter()
+                .any(|s| matches!(s, Step::EtcBind { .. } | Step::EtcTransientOverlay { .. })),
+            "{ctx}"
+        );
+        assert_eq!(b.composefs == Some(true), plan.using_composefs, "{ctx}");
         assert_eq!(b.sysroot_ro, plan.sysroot_readonly, "{ctx}");
         assert_eq!(
             (b.root_transient, b.root_transient_ro),

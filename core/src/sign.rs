@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use crate::ostree::objects::{
     CONTAINER_IMAGE_CONFIG_KEY, Checksum, Commit, CommitMeta, ED25519_SIGNATURES_KEY, Value,
 };
+use crate::ostree::repo::{Repo, RepoError};
 
 /// Why a key could not be read or a commit not be verified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -322,89 +323,34 @@ pub struct DeployCommit {
     pub base: Option<(Option<LoadedCommit>, Option<CommitMeta>)>,
 }
 
-/// Why a deployment's commit could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployCommitError {
-    #[error("Error loading signatures from repo: {path}: {err}")]
-    Io {
-        path: std::path::PathBuf,
-        err: std::io::Error,
-    },
-    #[error("Error loading signatures from repo: {path}: {err}")]
-    Object {
-        path: std::path::PathBuf,
-        err: crate::ostree::objects::ObjectError,
-    },
-    #[error("deployment directory name {0:?} does not start with a commit checksum")]
-    BadDeployName(String),
-}
-
-fn read_opt(
-    path: &std::path::Path,
-    kind: crate::fsutil::ReadKind,
-) -> Result<Option<Vec<u8>>, DeployCommitError> {
-    match crate::fsutil::read_regular(path, kind) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(DeployCommitError::Io {
-            path: path.to_path_buf(),
-            err,
-        }),
-    }
-}
-
-fn load_loose(
-    objects: &std::path::Path,
-    csum: &Checksum,
-) -> Result<Option<LoadedCommit>, DeployCommitError> {
-    use crate::ostree::objects::{ObjectType, object_path};
-    let p = objects.join(object_path(csum, ObjectType::Commit));
-    let Some(bytes) = read_opt(&p, crate::fsutil::ReadKind::Commit)? else {
-        return Ok(None);
-    };
-    let commit = Commit::parse(&bytes).map_err(|err| DeployCommitError::Object { path: p, err })?;
-    Ok(Some(LoadedCommit {
+fn load_commit(repo: &Repo, csum: &Checksum) -> Result<LoadedCommit, RepoError> {
+    let (bytes, commit) = repo.load_commit(csum)?;
+    Ok(LoadedCommit {
         checksum: *csum,
         bytes,
         commit,
-    }))
+    })
 }
 
-fn load_meta(
-    objects: &std::path::Path,
-    csum: &Checksum,
-) -> Result<Option<CommitMeta>, DeployCommitError> {
-    use crate::ostree::objects::{ObjectType, VarDict, object_path};
-    let p = objects.join(object_path(csum, ObjectType::CommitMeta));
-    Ok(read_opt(&p, crate::fsutil::ReadKind::CommitMeta)?.map(|b| VarDict::parse(&b)))
-}
-
-/// Loads what prepare-root checks for the deployment directory named `deploy_name`
-/// (`<checksum>.<serial>`), from the repository at `repo` (`/sysroot/ostree/repo`): the
-/// commit must exist, everything else may be missing.
-pub fn load_commit_for_deploy(
-    repo: &std::path::Path,
-    deploy_name: &str,
-) -> Result<DeployCommit, DeployCommitError> {
-    let digest = deploy_name.split('.').next().unwrap_or_default();
-    let csum = crate::ostree::objects::parse_checksum(digest)
-        .map_err(|_| DeployCommitError::BadDeployName(deploy_name.to_string()))?;
-    let objects = repo.join("objects");
-    let p = objects.join(crate::ostree::objects::object_path(
-        &csum,
-        crate::ostree::objects::ObjectType::Commit,
-    ));
-    let main = load_loose(&objects, &csum)?.ok_or_else(|| DeployCommitError::Io {
-        path: p,
-        err: std::io::Error::from(std::io::ErrorKind::NotFound),
-    })?;
-    let main_meta = load_meta(&objects, &csum)?;
+/// Loads what prepare-root checks for the deployment of commit `csum`: the commit must
+/// exist (and hash to its name); the rest may be missing. The bootc base is looked at
+/// only when the commit has no detached metadata, as [`select_signed_commit`] would not
+/// use it otherwise.
+pub fn load_commit_for_deploy(repo: &Repo, csum: &Checksum) -> Result<DeployCommit, RepoError> {
+    let main = load_commit(repo, csum)?;
+    let main_meta = repo.load_commitmeta(csum)?.map(|(_, m)| m);
     let base = match bootc_base_commit(&main.commit) {
-        Some(parent) => Some((
-            load_loose(&objects, &parent)?,
-            load_meta(&objects, &parent)?,
-        )),
-        None => None,
+        Some(b) if main_meta.is_none() => {
+            let commit = match load_commit(repo, &b) {
+                Ok(c) => Some(c),
+                Err(RepoError::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => {
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            Some((commit, repo.load_commitmeta(&b)?.map(|(_, m)| m)))
+        }
+        _ => None,
     };
     Ok(DeployCommit {
         main,
@@ -623,6 +569,13 @@ mod tests {
         use crate::ostree::objects::{ObjectType, object_path};
         let d = tempfile::tempdir().unwrap();
         let objects = d.path().join("objects");
+        std::fs::create_dir_all(&objects).unwrap();
+        std::fs::write(
+            d.path().join("config"),
+            "[core]\nrepo_version=1\nmode=bare\n",
+        )
+        .unwrap();
+        let repo = Repo::open(d.path()).unwrap();
         let write = |c: &Checksum, t: ObjectType, b: &[u8]| {
             let p = objects.join(object_path(c, t));
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -634,29 +587,27 @@ mod tests {
         m.insert(CONTAINER_IMAGE_CONFIG_KEY, Value::string("{}").unwrap());
         let main = loaded(m, Some(base_csum));
         let main_csum = crate::ostree::objects::sha256(&main.bytes);
-        let name = format!("{}.0", hex::encode(main_csum));
         assert!(matches!(
-            load_commit_for_deploy(d.path(), &name),
-            Err(DeployCommitError::Io { .. })
+            load_commit_for_deploy(&repo, &main_csum),
+            Err(RepoError::Io { .. })
         ));
-        assert!(matches!(
-            load_commit_for_deploy(d.path(), "xyz.0"),
-            Err(DeployCommitError::BadDeployName(_))
-        ));
+        // A commit object holding another commit's bytes is refused.
+        write(&main_csum, ObjectType::Commit, &base.bytes);
+        assert!(load_commit_for_deploy(&repo, &main_csum).is_err());
         write(&main_csum, ObjectType::Commit, &main.bytes);
-        let dc = load_commit_for_deploy(d.path(), &name).unwrap();
+        let dc = load_commit_for_deploy(&repo, &main_csum).unwrap();
         assert!(matches!(dc.select("/d"), Err(SignError::NoCommitmeta(_))));
         let k = SecretKey::from_seed(&[3; 32]);
         let mut bm = VarDict::new();
         add_signature(&mut bm, &k.sign(&base.bytes));
         write(&base_csum, ObjectType::CommitMeta, &bm.to_bytes().unwrap());
-        let dc = load_commit_for_deploy(d.path(), &name).unwrap();
+        let dc = load_commit_for_deploy(&repo, &main_csum).unwrap();
         assert!(matches!(
             dc.select("/d"),
             Err(SignError::BaseCommitMissing(_))
         ));
         write(&base_csum, ObjectType::Commit, &base.bytes);
-        let dc = load_commit_for_deploy(d.path(), &name).unwrap();
+        let dc = load_commit_for_deploy(&repo, &main_csum).unwrap();
         let s = dc.select("/d").unwrap();
         assert!(s.is_base);
         assert_eq!(

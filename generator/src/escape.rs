@@ -7,32 +7,19 @@
 //! leading `.`). Values are written through [`specifier_escape`] because systemd
 //! expands `%` specifiers in unit settings.
 
-use std::fmt;
-
 /// Why a path cannot name a unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EscapeError {
     /// Unit names for paths are only defined for absolute paths.
+    #[error("path '{0}' is not absolute")]
     NotAbsolute(String),
     /// `..` makes the name ambiguous; systemd refuses it too.
+    #[error("path '{0}' is not normalized (contains '..')")]
     NotNormalized(String),
     /// systemd limits unit names to 255 bytes.
+    #[error("unit name for path '{0}' exceeds 255 bytes")]
     TooLong(String),
 }
-
-impl fmt::Display for EscapeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EscapeError::NotAbsolute(p) => write!(f, "path '{p}' is not absolute"),
-            EscapeError::NotNormalized(p) => {
-                write!(f, "path '{p}' is not normalized (contains '..')")
-            }
-            EscapeError::TooLong(p) => write!(f, "unit name for path '{p}' exceeds 255 bytes"),
-        }
-    }
-}
-
-impl std::error::Error for EscapeError {}
 
 const UNIT_NAME_MAX: usize = 255;
 

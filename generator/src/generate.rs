@@ -203,14 +203,10 @@ fn real_root(ctx: &Context, cmdline: &Cmdline, out: &OutputDir, outcome: &mut Ou
     check_next_initrd_config(ctx, cmdline, booted.as_ref().ok().and_then(|b| b.as_ref()));
     match booted {
         Ok(Some(b)) => {
-            // prepare-root mounts /etc separately (a bind, or an overlay when transient)
-            // exactly in these cases; without the drop-in its etc.mount would carry the
-            // default Conflicts=umount.target and be unmounted by a soft-reboot.
-            let etc_is_mount = b.sysroot_ro
-                || b.composefs == Some(true)
-                || b.root_transient
-                || b.transient_etc.is_some();
-            if etc_is_mount {
+            // Where prepare-root mounted /etc on its own, its etc.mount would carry the
+            // default Conflicts=umount.target without the drop-in and be unmounted by a
+            // soft-reboot.
+            if ostree_boot::plan::booted_etc_is_mount(&b) {
                 softreboot_dropin(out, "/etc", outcome);
             }
         }

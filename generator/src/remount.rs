@@ -37,16 +37,9 @@ impl From<&OstreeBooted> for Facts {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct RemountError(pub String);
-
-impl std::fmt::Display for RemountError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RemountError {}
 
 /// One change made, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,27 +10,14 @@
 //! has a reason to carry), leading or trailing whitespace, and a trailing backslash.
 //! Comments are written under the same rule.
 
-use std::fmt;
-
 /// Why a value cannot be written into a unit file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot write {key}={value:?} into a unit file: {reason}")]
 pub struct UnitValueError {
     pub key: String,
     pub value: String,
     pub reason: &'static str,
 }
-
-impl fmt::Display for UnitValueError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot write {}={:?} into a unit file: {}",
-            self.key, self.value, self.reason
-        )
-    }
-}
-
-impl std::error::Error for UnitValueError {}
 
 /// systemd's `WHITESPACE`, stripped around keys, values and lines.
 const WHITESPACE: &[char] = &[' ', '\t', '\n', '\r'];

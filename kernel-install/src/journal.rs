@@ -8,14 +8,14 @@
 
 use std::os::unix::net::UnixDatagram;
 
-pub const SOCKET: &str = "/run/systemd/journal/socket";
+pub(crate) const SOCKET: &str = "/run/systemd/journal/socket";
 
 /// `OSTREE_CONFIGMERGE_ID`: the /etc merge of a new deployment.
-pub const CONFIGMERGE_ID: &str = "d3863baec13e4449ab0384684a8af3a7";
+pub(crate) const CONFIGMERGE_ID: &str = "d3863baec13e4449ab0384684a8af3a7";
 /// `OSTREE_DEPLOYMENT_COMPLETE_ID`: a new boot configuration is in place.
-pub const DEPLOYMENT_COMPLETE_ID: &str = "dd440e3e549083b63d0efc7dc15255f1";
+pub(crate) const DEPLOYMENT_COMPLETE_ID: &str = "dd440e3e549083b63d0efc7dc15255f1";
 /// `OSTREE_DEPLOYMENT_FINALIZING_ID`: finalization of a staged deployment starts.
-pub const DEPLOYMENT_FINALIZING_ID: &str = "e8646cd63dff4625b77909a8e7a40994";
+pub(crate) const DEPLOYMENT_FINALIZING_ID: &str = "e8646cd63dff4625b77909a8e7a40994";
 
 const LOG_INFO: u8 = 6;
 
@@ -35,7 +35,11 @@ fn field(out: &mut Vec<u8>, key: &str, value: &str) {
 }
 
 /// The datagram for one entry.
-pub fn encode(message_id: Option<&str>, message: &str, fields: &[(&str, String)]) -> Vec<u8> {
+pub(crate) fn encode(
+    message_id: Option<&str>,
+    message: &str,
+    fields: &[(&str, String)],
+) -> Vec<u8> {
     let mut out = Vec::new();
     if let Some(id) = message_id {
         field(&mut out, "MESSAGE_ID", id);
@@ -57,19 +61,19 @@ fn deliver(datagram: &[u8]) -> bool {
 }
 
 /// An entry with a MESSAGE_ID and fields.
-pub fn send(message_id: &str, message: &str, fields: &[(&str, String)]) {
+pub(crate) fn send(message_id: &str, message: &str, fields: &[(&str, String)]) {
     if !deliver(&encode(Some(message_id), message, fields)) {
         println!("{message}");
     }
 }
 
 /// As [`send`], without the stdout fallback (for messages the caller prints anyway).
-pub fn send_quiet(message_id: &str, message: &str, fields: &[(&str, String)]) {
+pub(crate) fn send_quiet(message_id: &str, message: &str, fields: &[(&str, String)]) {
     deliver(&encode(Some(message_id), message, fields));
 }
 
 /// A plain informational entry (`ot_journal_print (LOG_INFO, …)`).
-pub fn print(message: &str) {
+pub(crate) fn print(message: &str) {
     if !deliver(&encode(None, message, &[])) {
         println!("{message}");
     }

@@ -90,17 +90,19 @@ fn setup(conf_text: &str) -> Option<Env> {
 }
 
 impl Env {
-    fn kernel_install(&self, args: &[&str]) -> Output {
-        Command::new("kernel-install")
-            .args(args)
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kernel-install");
+        c.args(args)
             .env("KERNEL_INSTALL_CONF_ROOT", &self.conf)
             .env("BOOT_ROOT", self.sysroot.join("boot"))
             .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
             .env("KERNEL_INSTALL_PLUGINS", plugin())
             .env("OSTREE_COMPOSEFS", BIN)
-            .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &self.kiroot)
-            .output()
-            .unwrap()
+            .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &self.kiroot);
+        c
+    }
+    fn kernel_install(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
     fn ok(&self, args: &[&str]) -> String {
         let o = self.kernel_install(args);
@@ -813,4 +815,76 @@ fn key_signing_refuses_forged_digest_and_open_key() {
 
 fn hex(c: &[u8; 32]) -> String {
     c.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The commit objects in the repository.
+fn commit_objects(repo: &Path) -> usize {
+    let mut n = 0;
+    for d in fs::read_dir(repo.join("objects")).unwrap() {
+        for f in fs::read_dir(d.unwrap().path()).unwrap() {
+            n += usize::from(f.unwrap().path().extension().is_some_and(|x| x == "commit"));
+        }
+    }
+    n
+}
+
+/// The plugin decides and seals under the sysroot lock: while another holder has it,
+/// the plugin waits before writing anything, and the sealed commit appears only once
+/// the lock is released.
+#[test]
+fn add_seals_only_under_the_sysroot_lock() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(e) = setup("[kernel-install]\nsysroot=@SYSROOT@\nsigning=transient\n") else {
+        return;
+    };
+    let repo = e.sysroot.join("ostree/repo");
+    let before = commit_objects(&repo);
+    // ostree's lock: an fcntl write lock on ostree/lock.
+    let lock_path = e.sysroot.join("ostree/lock");
+    let lock = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .unwrap();
+    rustix::fs::fcntl_lock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let ino = lock.metadata().unwrap().ino();
+    let mut child = e
+        .command(&[
+            "add",
+            KVER,
+            e.kernel.to_str().unwrap(),
+            e.initrd.to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    // /proc/locks lists a process blocked on a lock as `-> POSIX ... <dev>:<ino> ...`.
+    let waiting = |ino: u64| {
+        fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&format!(":{ino} ")))
+    };
+    let start = std::time::Instant::now();
+    while !waiting(ino) {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("the plugin ended ({st}) while the sysroot was locked");
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the plugin never waited for the sysroot lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        commit_objects(&repo),
+        before,
+        "a commit was sealed before the sysroot lock was taken"
+    );
+    drop(lock);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "kernel-install add: {st}");
+    assert_eq!(commit_objects(&repo), before + 1, "one sealed commit");
+    check_default(&e);
 }

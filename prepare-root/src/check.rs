@@ -121,7 +121,7 @@ fn gather(args: &CheckArgs, report: &mut Report) -> Option<Inputs> {
     match run::gather(&args.config_root, &root, &cmdline, direct) {
         Ok(i) => Some(i),
         Err(e) => {
-            report.fail(e.0);
+            report.fail(run::error_line(&e));
             None
         }
     }
@@ -246,9 +246,9 @@ fn check_image(
     };
     match composefs_mount::read_header(&file, image) {
         Ok(h) => r.ok(format!(
-            "composefs image {} (format {}, acl {})",
+            "composefs image {} (composefs version {}, acl {})",
             image.display(),
-            h.version,
+            h.composefs_version,
             h.has_acl()
         )),
         Err(e) => r.fail(e.to_string()),

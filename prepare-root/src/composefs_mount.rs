@@ -21,6 +21,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use ostree_boot::composefs::reader;
 use ostree_boot::fsverity::ioctl::{self as verity, VerityError};
 use rustix::fs::CWD;
 use rustix::io::Errno;
@@ -30,13 +31,6 @@ use rustix::mount::{
 };
 
 use crate::loopdev;
-
-/// `LCFS_EROFS_MAGIC`, the first 4 bytes (little endian) of a composefs image.
-pub const COMPOSEFS_MAGIC: u32 = 0xd078_629a;
-/// `LCFS_EROFS_FLAGS_HAS_ACL`.
-const FLAG_HAS_ACL: u32 = 1;
-/// EROFS superblock magic at offset 1024.
-const EROFS_SUPER_MAGIC: u32 = 0xe0f5_e1e2;
 
 /// What to mount and how.
 #[derive(Debug, Clone)]
@@ -149,14 +143,10 @@ fn kernel_log(log: &[String]) -> String {
     }
 }
 
-fn io(e: Errno) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e.raw_os_error())
-}
-
 fn sys(what: impl Into<String>, e: Errno, fs: Option<&OwnedFd>) -> CfsMountError {
     CfsMountError::Syscall {
         what: what.into(),
-        source: io(e),
+        source: e.into(),
         log: fs.map(drain_fs_log).unwrap_or_default(),
     }
 }
@@ -175,49 +165,26 @@ fn drain_fs_log(fd: &OwnedFd) -> Vec<String> {
     out
 }
 
-/// The parsed composefs header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CfsHeader {
-    pub version: u32,
-    pub flags: u32,
-}
-
-impl CfsHeader {
-    pub fn has_acl(&self) -> bool {
-        self.flags & FLAG_HAS_ACL != 0
-    }
-}
-
-/// Reads and checks the composefs header and the EROFS superblock magic.
-pub fn read_header(file: &File, path: &Path) -> Result<CfsHeader, CfsMountError> {
+/// Reads and checks the composefs header and the EROFS superblock magic (core's
+/// reader decides; only the first bytes are read from the file).
+pub fn read_header(file: &File, path: &Path) -> Result<reader::Header, CfsMountError> {
     let bad = |reason: String| CfsMountError::BadHeader {
         path: path.to_path_buf(),
         reason,
     };
-    let mut hdr = [0u8; 32];
-    file.read_exact_at(&mut hdr, 0)
-        .map_err(|e| bad(format!("reading the 32-byte header: {e}")))?;
-    let word = |i: usize| u32::from_le_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]);
-    let magic = word(0);
-    if magic != COMPOSEFS_MAGIC {
-        return Err(bad(format!(
-            "magic {magic:#010x}, expected {COMPOSEFS_MAGIC:#010x}"
-        )));
+    const _: () = assert!(reader::HEADER_BYTES as u64 <= ostree_boot::fsutil::IMAGE_HEADER_MAX);
+    let mut buf = vec![0u8; reader::HEADER_BYTES];
+    let mut len = 0;
+    // A short image is core's to refuse: hand it what there is.
+    while len < buf.len() {
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(bad(format!("reading the header: {e}"))),
+        }
     }
-    let mut sb = [0u8; 4];
-    const _: () = assert!(1024 + 4 <= ostree_boot::fsutil::IMAGE_HEADER_MAX);
-    file.read_exact_at(&mut sb, 1024)
-        .map_err(|e| bad(format!("reading the EROFS superblock: {e}")))?;
-    let sb_magic = u32::from_le_bytes(sb);
-    if sb_magic != EROFS_SUPER_MAGIC {
-        return Err(bad(format!(
-            "EROFS superblock magic {sb_magic:#010x}, expected {EROFS_SUPER_MAGIC:#010x}"
-        )));
-    }
-    Ok(CfsHeader {
-        version: word(4),
-        flags: word(8),
-    })
+    reader::read_header(&buf[..len]).map_err(|e| bad(e.to_string()))
 }
 
 /// Checks the image's fs-verity state: the exact digest when one is expected, or merely
@@ -351,7 +318,7 @@ fn mount_erofs(
         }),
         Err(NewApi::Failed(e, log)) => Err(CfsMountError::Syscall {
             what: format!("mounting EROFS at {}", mountdir.display()),
-            source: io(e),
+            source: e.into(),
             log,
         }),
     }
@@ -396,7 +363,7 @@ fn erofs_on_loop(
                 dev.path.display(),
                 mountdir.display()
             ),
-            source: io(e),
+            source: e.into(),
             log,
         }),
     };
@@ -519,7 +486,11 @@ fn overlay_new_api(target: &Path, opts: &CfsMountOptions) -> Result<bool, CfsMou
     if opts.require_verity {
         fsconfig_set_string(&fs, "verity", "require").map_err(|e| CfsMountError::KernelLacks {
             feature: "overlayfs verity=require (Linux 6.6)",
-            detail: format!("{}{}", io(e), kernel_log(&drain_fs_log(&fs))),
+            detail: format!(
+                "{}{}",
+                std::io::Error::from(e),
+                kernel_log(&drain_fs_log(&fs))
+            ),
         })?;
     }
     let lower = opts.image_mountdir.to_string_lossy();
@@ -661,6 +632,7 @@ mod tests {
 
     #[test]
     fn header_is_checked() {
+        use ostree_boot::composefs::format::{COMPOSEFS_MAGIC, EROFS_MAGIC};
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("img");
         let mut bytes = vec![0u8; 2048];
@@ -673,21 +645,27 @@ mod tests {
         );
         bytes[0..4].copy_from_slice(&COMPOSEFS_MAGIC.to_le_bytes());
         bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
-        bytes[8..12].copy_from_slice(&FLAG_HAS_ACL.to_le_bytes());
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        bytes[12..16].copy_from_slice(&2u32.to_le_bytes());
         std::fs::write(&p, &bytes).unwrap();
         let err = read_header(&File::open(&p).unwrap(), &p).unwrap_err();
         assert!(err.to_string().contains("EROFS superblock magic"), "{err}");
-        bytes[1024..1028].copy_from_slice(&EROFS_SUPER_MAGIC.to_le_bytes());
+        bytes[1024..1028].copy_from_slice(&EROFS_MAGIC.to_le_bytes());
         std::fs::write(&p, &bytes).unwrap();
         let h = read_header(&File::open(&p).unwrap(), &p).unwrap();
         assert_eq!(
             h,
-            CfsHeader {
-                version: 1,
-                flags: 1
+            reader::Header {
+                flags: 1,
+                composefs_version: 2
             }
         );
         assert!(h.has_acl());
+        // Another header version is refused, as libcomposefs does.
+        bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+        std::fs::write(&p, &bytes).unwrap();
+        let err = read_header(&File::open(&p).unwrap(), &p).unwrap_err();
+        assert!(err.to_string().contains("header version 2"), "{err}");
         std::fs::write(&p, &bytes[..10]).unwrap();
         assert!(read_header(&File::open(&p).unwrap(), &p).is_err());
     }

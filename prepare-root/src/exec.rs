@@ -12,22 +12,11 @@ use rustix::io::Errno;
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 
 /// An error from one step: what was attempted, and the OS's reason.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
 pub struct StepError {
     pub what: String,
     pub source: std::io::Error,
-}
-
-impl std::fmt::Display for StepError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.what, self.source)
-    }
-}
-
-impl std::error::Error for StepError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
 }
 
 pub type Result<T> = std::result::Result<T, StepError>;
@@ -35,7 +24,7 @@ pub type Result<T> = std::result::Result<T, StepError>;
 fn errno(what: impl Into<String>, e: Errno) -> StepError {
     StepError {
         what: what.into(),
-        source: std::io::Error::from_raw_os_error(e.raw_os_error()),
+        source: e.into(),
     }
 }
 
@@ -112,7 +101,7 @@ pub fn refuse_second_run(booted: &Path) -> Result<()> {
                 "{} already exists: ostree-prepare-root already ran in this boot",
                 d(booted)
             ),
-            source: std::io::Error::from_raw_os_error(Errno::EXIST.raw_os_error()),
+            source: Errno::EXIST.into(),
         });
     }
     Ok(())

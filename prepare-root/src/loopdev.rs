@@ -136,6 +136,6 @@ pub fn attach_readonly(backing: &File) -> std::io::Result<LoopDevice> {
 }
 
 fn ctx(e: Errno, what: &str) -> std::io::Error {
-    let inner = std::io::Error::from_raw_os_error(e.raw_os_error());
+    let inner = std::io::Error::from(e);
     std::io::Error::new(inner.kind(), format!("{what}: {inner}"))
 }

@@ -73,13 +73,13 @@ fn main() -> ExitCode {
             // elsewhere; errors are always on stderr too, for the unit's status.
             logger::init("ostree-prepare-root", LogTarget::Auto);
             let res = cli::kernel_cmdline(cmdline.as_deref())
-                .map_err(run::Error)
+                .map_err(anyhow::Error::msg)
                 .and_then(|c| run::run(&sysroot, &c));
             match res {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // On stderr, not only in the log: systemd shows it with the unit.
-                    eprintln!("ostree-prepare-root: error: {e}");
+                    eprintln!("ostree-prepare-root: error: {}", run::error_line(&e));
                     ExitCode::FAILURE
                 }
             }

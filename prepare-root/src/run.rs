@@ -6,11 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result, anyhow, bail};
+
 use ostree_boot::cmdline::Cmdline;
 use ostree_boot::config::{ComposefsMode, RootConfig};
 use ostree_boot::deployment::{self, ResolvedDeployment};
-use ostree_boot::ostree::booted::OstreeBooted;
-use ostree_boot::plan::{self, BootedRecord, ExpectedDigest, Facts, Plan, Step};
+use ostree_boot::plan::{self, ExpectedDigest, Facts, Plan, Step};
 
 use crate::composefs_mount::{self, CfsMountOptions};
 use crate::exec;
@@ -19,35 +20,23 @@ use crate::verify;
 /// ostree's journal message id for "Resolved OSTree target".
 pub const RESOLVED_MESSAGE_ID: &str = "7170336a73ba4601bad31af888aa0df7";
 
-/// A failure of the run, already worded for the user.
-#[derive(Debug)]
-pub struct Error(pub String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-macro_rules! impl_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Error { Error(e.to_string()) }
+/// The error and its causes on one line, `a: b: c`, for stderr and the log. Typed
+/// errors (ours and core's) often print their cause already (`what: reason`); a cause
+/// whose text is already there is not repeated.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let m = cause.to_string();
+        if out.contains(&m) {
+            continue;
         }
-    )*};
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&m);
+    }
+    out
 }
-impl_from!(
-    exec::StepError,
-    ostree_boot::config::ConfigError,
-    ostree_boot::cmdline::CmdlineError,
-    ostree_boot::deployment::DeploymentError,
-    ostree_boot::plan::PlanError,
-    ostree_boot::plan::FactsError,
-    verify::VerifyError,
-    ostree_boot::ostree::booted::BootedError
-);
 
 /// Everything known before anything is mounted. Shared with `--check`.
 #[derive(Debug)]
@@ -68,24 +57,23 @@ pub fn gather(
     sysroot: &Path,
     cmdline: &Cmdline,
     deployment: Option<ResolvedDeployment>,
-) -> Result<Inputs, Error> {
+) -> Result<Inputs> {
     let rc = RootConfig::load(config_root, cmdline)?;
     let root = std::fs::canonicalize(sysroot)
-        .map_err(|e| Error(format!("realpath(\"{}\"): {e}", sysroot.display())))?;
+        .with_context(|| format!("realpath(\"{}\")", sysroot.display()))?;
     let deployment = match deployment {
         Some(d) => d,
         None => {
             let target = cmdline
                 .ostree_target()?
-                .ok_or_else(|| Error("No ostree target found".into()))?;
+                .ok_or_else(|| anyhow!("No ostree target found"))?;
             deployment::resolve(&root, &target)?
         }
     };
     let deploy_path = root.join(&deployment.relpath);
     // core's reader: only ENOENT means "no image"; EACCES or EIO on it fails the boot
     // instead of quietly falling back to the legacy root.
-    let facts = Facts::gather(&root, &deployment)
-        .map_err(|e| Error(format!("reading the deployment: {e}")))?;
+    let facts = Facts::gather(&root, &deployment).context("reading the deployment")?;
     Ok(Inputs {
         rc,
         root,
@@ -115,7 +103,7 @@ fn journal_resolved(deploy_path: &Path, root: &Path) {
 }
 
 /// The whole initrd run.
-pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<(), Error> {
+pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<()> {
     exec::refuse_second_run(Path::new(plan::RUN_OSTREE_BOOTED))?;
     let inp = gather(Path::new("/"), sysroot, cmdline, None)?;
     journal_resolved(&inp.deploy_path, &inp.root);
@@ -160,30 +148,11 @@ pub fn run(sysroot: &Path, cmdline: &Cmdline) -> Result<(), Error> {
     Ok(())
 }
 
-/// The record `/run/ostree-booted` gets, with what only execution knows filled in.
-fn booted_bytes(rec: &BootedRecord, deploy_path: &Path) -> Result<Vec<u8>, Error> {
-    let backing = match rec.backing_root_device_inode {
-        Some(b) => b,
-        None => exec::device_inode(deploy_path)?,
-    };
-    let b = OstreeBooted {
-        backing_root_device_inode: backing,
-        root_transient: rec.root_transient,
-        root_transient_ro: rec.root_transient_ro,
-        composefs_signed: rec.composefs_signed.clone(),
-        composefs: rec.composefs.then_some(true),
-        composefs_verity: rec.composefs.then_some(rec.composefs_verity),
-        sysroot_ro: rec.sysroot_ro,
-        transient_etc: rec.transient_etc.clone(),
-    };
-    Ok(b.to_bytes()?)
-}
-
 /// Executes the plan's steps in order; the first failure stops the run.
-pub fn execute(inp: &Inputs, plan: &Plan) -> Result<(), Error> {
+pub fn execute(inp: &Inputs, plan: &Plan) -> Result<()> {
     let mut booted = plan.booted.clone();
     // The deployment directory's identity, taken before anything is mounted over it.
-    booted.backing_root_device_inode = Some(exec::device_inode(&plan.deploy_path)?);
+    booted.backing_root_device_inode = exec::device_inode(&plan.deploy_path)?;
     let mut verified: Option<verify::Verified> = None;
 
     for step in &plan.steps {
@@ -229,9 +198,9 @@ pub fn execute(inp: &Inputs, plan: &Plan) -> Result<(), Error> {
                     ExpectedDigest::FromVerifiedCommit => match &verified {
                         Some(v) => Some(v.digest),
                         None => {
-                            return Err(Error(
-                                "composefs: the plan asks for the verified commit's digest, but no commit was verified".into(),
-                            ));
+                            bail!(
+                                "composefs: the plan asks for the verified commit's digest, but no commit was verified"
+                            );
                         }
                     },
                 };
@@ -246,7 +215,7 @@ pub fn execute(inp: &Inputs, plan: &Plan) -> Result<(), Error> {
                     expected_digest: expected,
                 };
                 let report = composefs_mount::mount_image(image, target, &opts)
-                    .map_err(|e| Error(format!("composefs: failed to mount: {e}")))?;
+                    .context("composefs: failed to mount")?;
                 log::info!("composefs: mounted successfully (verity={require_verity})");
                 log::info!("composefs: kernel features: {report}");
             }
@@ -303,7 +272,7 @@ pub fn execute(inp: &Inputs, plan: &Plan) -> Result<(), Error> {
                 exec::remount_bind(path, false)?;
             }
             Step::WriteBooted { path } => {
-                exec::write_atomic(path, &booted_bytes(&booted, &plan.deploy_path)?)?;
+                exec::write_atomic(path, &booted.to_bytes()?)?;
             }
             Step::MoveToSysroot { source, target } => exec::move_mount(source, target)?,
             Step::Rmdir { path } => {
@@ -317,4 +286,24 @@ pub fn execute(inp: &Inputs, plan: &Plan) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_line_joins_contexts_without_repeating_causes() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let step = exec::StepError {
+            what: "mkdir /x".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(step).context("composefs: failed to mount");
+        assert_eq!(
+            error_line(&e),
+            "composefs: failed to mount: mkdir /x: permission denied"
+        );
+        assert_eq!(error_line(&anyhow!("plain")), "plain");
+    }
 }

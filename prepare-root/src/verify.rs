@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use ostree_boot::fsutil::{ReadKind, read_regular};
-use ostree_boot::ostree::objects::{Checksum, parse_checksum};
+use ostree_boot::ostree::objects::parse_checksum;
 use ostree_boot::ostree::repo::{Repo, RepoError};
-use ostree_boot::sign::{self, LoadedCommit, SignError};
+use ostree_boot::sign::{self, SignError};
 
 /// A commit that passed the signature check.
 #[derive(Debug, Clone)]
@@ -63,15 +63,6 @@ pub fn load_keys(config_root: &Path, keypath: &Path) -> Result<Vec<sign::PublicK
     })
 }
 
-fn load(repo: &Repo, csum: &Checksum) -> Result<LoadedCommit, RepoError> {
-    let (bytes, commit) = repo.load_commit(csum)?;
-    Ok(LoadedCommit {
-        checksum: *csum,
-        bytes,
-        commit,
-    })
-}
-
 /// Checks the signature of commit `checksum` (the deployment's) in the repository at
 /// `repo_path`, with ostree's commit selection (bootc base fallback) and key loop.
 pub fn verify_commit(
@@ -83,25 +74,10 @@ pub fn verify_commit(
     let csum =
         parse_checksum(checksum).map_err(|_| VerifyError::BadDeployName(checksum.to_string()))?;
     let repo = Repo::open(repo_path)?;
-    let main = load(&repo, &csum)?;
-    let main_meta = repo.load_commitmeta(&csum)?.map(|(_, m)| m);
-
-    let mut base_commit = None;
-    let mut base_meta = None;
-    let base_csum = sign::bootc_base_commit(&main.commit);
-    if main_meta.is_none()
-        && let Some(b) = base_csum
-    {
-        base_commit = match load(&repo, &b) {
-            Ok(c) => Some(c),
-            Err(RepoError::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e.into()),
-        };
-        base_meta = repo.load_commitmeta(&b)?.map(|(_, m)| m);
-    }
-    let base = base_csum.map(|_| (base_commit.as_ref(), base_meta.as_ref()));
+    let loaded = sign::load_commit_for_deploy(&repo, &csum)?;
     let deploy_path = format!("{}: commit {checksum}", repo_path.display());
-    let selected = sign::select_signed_commit(&main, main_meta.as_ref(), base, &deploy_path)
+    let selected = loaded
+        .select(&deploy_path)
         .map_err(|source| VerifyError::Signature {
             commit: hex::encode(csum),
             keypath: keypath.to_path_buf(),

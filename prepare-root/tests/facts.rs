@@ -23,7 +23,7 @@ fn dep() -> ResolvedDeployment {
     }
 }
 
-fn gather(t: &Path) -> Result<run::Inputs, run::Error> {
+fn gather(t: &Path) -> anyhow::Result<run::Inputs> {
     run::gather(
         &t.join("conf"),
         &t.join("sysroot"),
@@ -40,7 +40,7 @@ fn an_unreadable_image_is_an_error_not_no_image() {
         match gather(Path::new(&t)) {
             Ok(i) => panic!("gathered {:?} from an unsearchable deployment", i.facts),
             Err(e) => {
-                let e = e.to_string();
+                let e = run::error_line(&e);
                 assert!(
                     e.contains(".ostree.cfs") && e.contains("Permission denied"),
                     "{e}"

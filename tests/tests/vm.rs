@@ -78,6 +78,7 @@ macro_rules! vm_cases {
 
 vm_cases! {
     bad_bootlink => "bad-bootlink",
+    composefs_karg_downgrade => "composefs-karg-downgrade",
     composefs_karg_off => "composefs-karg-off",
     composefs_maybe_image => "composefs-maybe-image",
     composefs_maybe_noimage => "composefs-maybe-noimage",

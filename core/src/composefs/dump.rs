@@ -46,28 +46,62 @@ pub struct DumpError {
 pub struct XattrBudget(pub u64);
 
 /// Why an xattr could not be set (`ERANGE`/`EINVAL` from `lcfs_node_set_xattr`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XattrSetError {
+    #[error("xattr name length {0} is not between 1 and {MAX_XATTR_NAME}")]
     BadNameLength(usize),
+    #[error("xattr value of {0} bytes exceeds 65535")]
     ValueTooLong(usize),
+    #[error("xattrs of this file exceed the limit of {MAX_XATTR_BUDGET} bytes of metadata")]
     OverBudget,
 }
 
-impl std::fmt::Display for XattrSetError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            XattrSetError::BadNameLength(n) => {
-                write!(
-                    f,
-                    "xattr name length {n} is not between 1 and {MAX_XATTR_NAME}"
-                )
-            }
-            XattrSetError::ValueTooLong(n) => write!(f, "xattr value of {n} bytes exceeds 65535"),
-            XattrSetError::OverBudget => write!(
-                f,
-                "xattrs of this file exceed the limit of {MAX_XATTR_BUDGET} bytes of metadata"
-            ),
+/// One xattr entry's share of the count: `2*4-1 + len(key) + len(value)`.
+fn entry_cost(key_len: usize, value_len: usize) -> u64 {
+    7 + key_len as u64 + value_len as u64
+}
+
+impl XattrBudget {
+    /// The checks `lcfs_node_set_xattr` makes on the lengths before anything changes.
+    pub fn check_lengths(key: &[u8], value_len: usize) -> Result<(), XattrSetError> {
+        if key.is_empty() || key.len() > MAX_XATTR_NAME {
+            return Err(XattrSetError::BadNameLength(key.len()));
         }
+        if value_len > u16::MAX as usize {
+            return Err(XattrSetError::ValueTooLong(value_len));
+        }
+        Ok(())
+    }
+
+    /// An entry was removed by a key of `key_len` bytes, its value had `value_len`;
+    /// `now_empty` when it was the last one.
+    pub fn removed(&mut self, key_len: usize, value_len: usize, now_empty: bool) {
+        self.0 = if now_empty {
+            0
+        } else {
+            // Wrapping like the C size_t: a rename made the entry longer than counted.
+            self.0.wrapping_sub(entry_cost(key_len, value_len))
+        };
+    }
+
+    /// Counts an entry about to be appended to a node whose xattrs are `was_empty`;
+    /// past `limit` it is refused and nothing is counted.
+    pub fn add(
+        &mut self,
+        key_len: usize,
+        value_len: usize,
+        was_empty: bool,
+        limit: u64,
+    ) -> Result<(), XattrSetError> {
+        let mut entry = entry_cost(key_len, value_len);
+        if was_empty {
+            entry += 12;
+        }
+        if self.0 > u64::MAX / 2 || self.0.wrapping_add(entry) > limit {
+            return Err(XattrSetError::OverBudget);
+        }
+        self.0 = self.0.wrapping_add(entry);
+        Ok(())
     }
 }
 
@@ -80,25 +114,13 @@ pub fn set_xattr_counted(
     value: &[u8],
     limit: u64,
 ) -> Result<(), XattrSetError> {
-    if key.is_empty() || key.len() > MAX_XATTR_NAME {
-        return Err(XattrSetError::BadNameLength(key.len()));
-    }
-    if value.len() > u16::MAX as usize {
-        return Err(XattrSetError::ValueTooLong(value.len()));
-    }
+    XattrBudget::check_lengths(key, value.len())?;
     unset_xattr_counted(xattrs, budget, key);
-    let mut entry = 7 + key.len() as u64 + value.len() as u64;
-    if xattrs.is_empty() {
-        entry += 12;
-    }
-    if budget.0.wrapping_add(entry) > limit || budget.0 > u64::MAX / 2 {
-        return Err(XattrSetError::OverBudget);
-    }
+    budget.add(key.len(), value.len(), xattrs.is_empty(), limit)?;
     xattrs.push(Xattr {
         key: key.to_vec(),
         value: value.to_vec(),
     });
-    budget.0 = budget.0.wrapping_add(entry);
     Ok(())
 }
 
@@ -106,14 +128,7 @@ pub fn set_xattr_counted(
 pub fn unset_xattr_counted(xattrs: &mut Vec<Xattr>, budget: &mut XattrBudget, key: &[u8]) {
     if let Some(i) = xattrs.iter().position(|x| x.key == key) {
         let removed = xattrs.swap_remove(i);
-        if xattrs.is_empty() {
-            budget.0 = 0;
-        } else {
-            // Wrapping like the C size_t: a rename made the entry longer than counted.
-            budget.0 = budget
-                .0
-                .wrapping_sub(7 + key.len() as u64 + removed.value.len() as u64);
-        }
+        budget.removed(key.len(), removed.value.len(), xattrs.is_empty());
     }
 }
 
@@ -882,6 +897,34 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xattr_budget_counts_as_libcomposefs() {
+        let (mut x, mut b) = (Vec::new(), XattrBudget::default());
+        // First entry: header 12 + 7 + key + value.
+        set_xattr_counted(&mut x, &mut b, b"user.a", b"1", 100).unwrap();
+        assert_eq!(b.0, 12 + 7 + 6 + 1);
+        set_xattr_counted(&mut x, &mut b, b"user.b", b"22", 100).unwrap();
+        assert_eq!(b.0, 26 + 7 + 6 + 2);
+        // Replacing removes the old entry's share first.
+        set_xattr_counted(&mut x, &mut b, b"user.a", b"333", 100).unwrap();
+        assert_eq!(b.0, 26 + 15 + 2);
+        // Past the limit: refused, nothing counted or added.
+        assert_eq!(
+            set_xattr_counted(&mut x, &mut b, b"user.c", &[0; 50], 100),
+            Err(XattrSetError::OverBudget)
+        );
+        assert_eq!((b.0, x.len()), (43, 2));
+        assert_eq!(
+            set_xattr_counted(&mut x, &mut b, b"", b"", 100),
+            Err(XattrSetError::BadNameLength(0))
+        );
+        // Removing the last one resets the count, header included.
+        unset_xattr_counted(&mut x, &mut b, b"user.a");
+        assert_eq!(b.0, 43 - 16);
+        unset_xattr_counted(&mut x, &mut b, b"user.b");
+        assert_eq!(b.0, 0);
+    }
 
     #[test]
     fn escapes_round_trip() {

@@ -45,19 +45,34 @@ impl Header {
     }
 }
 
-/// Reads the composefs header (what mount.composefs checks before mounting).
+/// How many leading bytes of an image [`read_header`] looks at: the composefs header
+/// and the EROFS superblock magic.
+pub const HEADER_BYTES: usize = SUPER_OFFSET as usize + 4;
+
+/// Reads the composefs header and checks the EROFS superblock magic: what is checked
+/// before an image is mounted (`img` may be just its first [`HEADER_BYTES`]).
 pub fn read_header(img: &[u8]) -> Result<Header, ReadError> {
     let b = Bytes(img);
     let magic = b
         .u32(0)
         .ok_or_else(|| ReadError::NotComposefs("shorter than its header".into()))?;
     if magic != COMPOSEFS_MAGIC {
-        return Err(ReadError::NotComposefs(format!("bad magic {magic:#010x}")));
+        return Err(ReadError::NotComposefs(format!(
+            "magic {magic:#010x}, expected {COMPOSEFS_MAGIC:#010x}"
+        )));
     }
     let version = b.u32(4).unwrap_or(0);
     if version != COMPOSEFS_HEADER_VERSION {
         return Err(ReadError::Unsupported(format!(
             "composefs header version {version}"
+        )));
+    }
+    let sb_magic = b
+        .u32(SUPER_OFFSET)
+        .ok_or_else(|| corrupt("no EROFS superblock"))?;
+    if sb_magic != EROFS_MAGIC {
+        return Err(corrupt(format!(
+            "EROFS superblock magic {sb_magic:#010x}, expected {EROFS_MAGIC:#010x}"
         )));
     }
     Ok(Header {
@@ -115,10 +130,6 @@ pub fn read_image(img: &[u8]) -> Result<Tree, ReadError> {
     read_header(img)?;
     let b = Bytes(img);
     let sb = SUPER_OFFSET;
-    let magic = b.u32(sb).ok_or_else(|| corrupt("no superblock"))?;
-    if magic != EROFS_MAGIC {
-        return Err(corrupt(format!("bad EROFS magic {magic:#010x}")));
-    }
     let blkszbits = b.get(sb + 12, 1).map(|x| x[0]).unwrap_or(0);
     if blkszbits as u32 != BLOCK_BITS {
         return Err(ReadError::Unsupported(format!("block size 2^{blkszbits}")));

@@ -200,20 +200,6 @@ impl Tree {
         Ok(())
     }
 
-    /// Returns directory `name` in `parent`, creating it with `perms` (root-owned) if absent.
-    pub fn ensure_dir(
-        &mut self,
-        parent: NodeId,
-        name: &[u8],
-        perms: u32,
-    ) -> Result<NodeId, TreeError> {
-        match self.nodes[parent].children.get(name) {
-            Some(&id) if self.nodes[id].is_dir() => Ok(id),
-            Some(_) => Err(TreeError::NotADirectory(show(name))),
-            None => self.add(parent, name, Node::directory(perms)),
-        }
-    }
-
     fn check_entry(&self, parent: NodeId, name: &[u8]) -> Result<(), TreeError> {
         if !valid_name(name) {
             return Err(TreeError::InvalidName(show(name)));

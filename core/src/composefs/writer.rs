@@ -14,7 +14,7 @@
 //! 3. inodes are laid out in breadth-first order, compact where the values fit,
 //!    xattrs used more than once shared, tails inlined where they fit in the block.
 
-use super::dump::{MAX_INLINE_CONTENT, MAX_PAYLOAD, MAX_XATTR_BUDGET, MAX_XATTR_NAME};
+use super::dump::{MAX_INLINE_CONTENT, MAX_PAYLOAD, MAX_XATTR_BUDGET, XattrBudget, XattrSetError};
 use super::format::*;
 use super::tree::{NodeId, ROOT, Timespec, Tree, mode};
 use std::borrow::Cow;
@@ -102,8 +102,8 @@ struct Inode<'a> {
     payload: Option<&'a [u8]>,
     content: Option<&'a [u8]>,
     xattrs: Vec<(Bytes<'a>, Bytes<'a>)>,
-    /// libcomposefs's xattr space accounting (see `dump::XattrBudget`).
-    budget: u64,
+    /// libcomposefs's xattr space accounting.
+    budget: XattrBudget,
     /// Directory entries in name order, `.` and `..` included: (name, inode index).
     dirents: Vec<(&'a [u8], u32)>,
     // Layout, filled in by `layout`.
@@ -127,42 +127,25 @@ impl<'a> Inode<'a> {
         self.xattrs.iter().position(|(k, _)| k.as_ref() == key)
     }
 
-    /// `lcfs_node_set_xattr` (external-input limit).
+    /// `lcfs_node_set_xattr` (external-input limit), counted as `dump` counts it.
     fn set_xattr(&mut self, key: Bytes<'a>, value: Bytes<'a>) -> Result<(), String> {
-        if key.is_empty() || key.len() > MAX_XATTR_NAME {
-            return Err(format!(
-                "xattr name of {} bytes: must be 1 to 255",
-                key.len()
-            ));
-        }
-        if value.len() > u16::MAX as usize {
-            return Err(format!(
-                "xattr value of {} bytes exceeds 65535",
-                value.len()
-            ));
-        }
+        let fail =
+            |e: XattrSetError| format!("cannot set xattr {:?}: {e}", String::from_utf8_lossy(&key));
+        XattrBudget::check_lengths(&key, value.len()).map_err(fail)?;
         if let Some(i) = self.find(&key) {
             let (_, old) = self.xattrs.swap_remove(i);
-            if self.xattrs.is_empty() {
-                self.budget = 0;
-            } else {
-                self.budget = self
-                    .budget
-                    .wrapping_sub(7 + key.len() as u64 + old.len() as u64);
-            }
+            self.budget
+                .removed(key.len(), old.len(), self.xattrs.is_empty());
         }
-        let mut entry = 7 + key.len() as u64 + value.len() as u64;
-        if self.xattrs.is_empty() {
-            entry += 12;
-        }
-        if self.budget > u64::MAX / 2 || self.budget + entry > MAX_XATTR_BUDGET {
-            return Err(format!(
-                "cannot set xattr {:?}: the file's xattrs exceed {MAX_XATTR_BUDGET} bytes",
-                String::from_utf8_lossy(&key)
-            ));
-        }
+        self.budget
+            .add(
+                key.len(),
+                value.len(),
+                self.xattrs.is_empty(),
+                MAX_XATTR_BUDGET,
+            )
+            .map_err(fail)?;
         self.xattrs.push((key, value));
-        self.budget += entry;
         Ok(())
     }
 }
@@ -396,7 +379,7 @@ fn stub_inode<'a>(root: &Inode<'a>) -> Result<Inode<'a>, String> {
         payload: None,
         content: None,
         xattrs: Vec::new(),
-        budget: 0,
+        budget: XattrBudget::default(),
         dirents: Vec::new(),
         compact: false,
         n_blocks: 0,
@@ -484,7 +467,7 @@ fn new_inode<'a>(
         payload,
         content,
         xattrs: Vec::with_capacity(n.xattrs.len() + 2),
-        budget: 0,
+        budget: XattrBudget::default(),
         dirents: Vec::new(),
         compact: false,
         n_blocks: 0,

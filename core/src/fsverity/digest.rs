@@ -248,11 +248,6 @@ pub fn digest_files_parallel_with(paths: &[PathBuf], threads: usize) -> Vec<io::
         .collect()
 }
 
-/// `sha256:<hex>` as `fsverity digest` prints it.
-pub fn to_hex(d: &[u8; 32]) -> String {
-    hex::encode(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,10 +98,6 @@ const FS_IOC_MEASURE_VERITY: Opcode = opcode::from_components(Direction::ReadWri
 const _: () = assert!(FS_IOC_ENABLE_VERITY == 0x4080_6685);
 const _: () = assert!(FS_IOC_MEASURE_VERITY == 0xc004_6686);
 
-fn errno_io(e: Errno) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e.raw_os_error())
-}
-
 /// Enables fs-verity on `fd` (SHA-256, 4096-byte blocks, no salt, no signature).
 ///
 /// The fd must be open read-only and no writable fd to the file may exist anywhere.
@@ -138,7 +134,7 @@ pub fn enable(fd: impl AsFd) -> Result<(), VerityError> {
         Err(Errno::INVAL) => Err(VerityError::ParametersNotSupported),
         Err(e) => Err(VerityError::Other {
             op: "FS_IOC_ENABLE_VERITY",
-            errno: errno_io(e),
+            errno: e.into(),
         }),
     }
 }
@@ -177,7 +173,7 @@ pub fn measure(fd: impl AsFd) -> Result<Option<[u8; 32]>, VerityError> {
         Err(e) => {
             return Err(VerityError::Other {
                 op: "FS_IOC_MEASURE_VERITY",
-                errno: errno_io(e),
+                errno: e.into(),
             });
         }
     }

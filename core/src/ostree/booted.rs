@@ -44,26 +44,46 @@ pub enum BootedError {
 }
 
 impl OstreeBooted {
-    /// The file's bytes, byte-identical to ostree-prepare-root's.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, BootedError> {
+    /// The entries ostree writes, in the order its GVariantBuilder inserts them: the one
+    /// place that order and presence are written down ([`to_bytes`](Self::to_bytes) and
+    /// [`keys`](Self::keys) both come from here).
+    fn entries(&self) -> Vec<(&'static str, Result<Value, BootedError>)> {
         let s = |key: &'static str, v: &str| Value::string(v).ok_or(BootedError::Nul(key));
-        let mut d = VarDict::new();
         let (dev, ino) = self.backing_root_device_inode;
-        d.insert(KEY_BACKING_ROOT_DEVICE_INODE, Value::u64_pair(dev, ino));
-        d.insert(KEY_ROOT_TRANSIENT, Value::bool(self.root_transient));
-        d.insert(KEY_ROOT_TRANSIENT_RO, Value::bool(self.root_transient_ro));
+        let mut e = vec![
+            (KEY_BACKING_ROOT_DEVICE_INODE, Ok(Value::u64_pair(dev, ino))),
+            (KEY_ROOT_TRANSIENT, Ok(Value::bool(self.root_transient))),
+            (
+                KEY_ROOT_TRANSIENT_RO,
+                Ok(Value::bool(self.root_transient_ro)),
+            ),
+        ];
         if let Some(k) = &self.composefs_signed {
-            d.insert(KEY_COMPOSEFS_SIGNED, s(KEY_COMPOSEFS_SIGNED, k)?);
+            e.push((KEY_COMPOSEFS_SIGNED, s(KEY_COMPOSEFS_SIGNED, k)));
         }
         if let Some(c) = self.composefs {
-            d.insert(KEY_COMPOSEFS, Value::bool(c));
+            e.push((KEY_COMPOSEFS, Ok(Value::bool(c))));
         }
         if let Some(v) = self.composefs_verity {
-            d.insert(KEY_COMPOSEFS_VERITY, Value::bool(v));
+            e.push((KEY_COMPOSEFS_VERITY, Ok(Value::bool(v))));
         }
-        d.insert(KEY_SYSROOT_RO, Value::bool(self.sysroot_ro));
-        if let Some(e) = &self.transient_etc {
-            d.insert(KEY_TRANSIENT_ETC, s(KEY_TRANSIENT_ETC, e)?);
+        e.push((KEY_SYSROOT_RO, Ok(Value::bool(self.sysroot_ro))));
+        if let Some(t) = &self.transient_etc {
+            e.push((KEY_TRANSIENT_ETC, s(KEY_TRANSIENT_ETC, t)));
+        }
+        e
+    }
+
+    /// The keys the file holds, in order.
+    pub fn keys(&self) -> Vec<&'static str> {
+        self.entries().into_iter().map(|(k, _)| k).collect()
+    }
+
+    /// The file's bytes, byte-identical to ostree-prepare-root's.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, BootedError> {
+        let mut d = VarDict::new();
+        for (k, v) in self.entries() {
+            d.insert(k, v?);
         }
         // Keys are fixed ASCII constants: serialisation cannot fail.
         d.to_bytes().map_err(|_| BootedError::Nul("key"))

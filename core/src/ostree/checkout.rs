@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 
-use super::objects::{Checksum, ObjectType, object_path};
+use super::objects::{Checksum, Commit, ObjectType, object_path};
 use super::repo::{Repo, RepoError, WalkEntry};
 use crate::composefs::tree::{Node, NodeId, ROOT, Tree, TreeError, mode::S_IFDIR};
 
@@ -93,6 +93,66 @@ pub fn write_image(tree: &Tree) -> Result<Vec<u8>, crate::composefs::writer::Wri
             max_version: 1,
         },
     )
+}
+
+/// Why a commit's composefs image could not be made, or is not the one it claims.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("building the composefs tree: {0}")]
+    Tree(#[from] CheckoutError),
+    #[error("writing the composefs image: {0}")]
+    Write(#[from] crate::composefs::writer::WriteError),
+    #[error("Expected composefs fs-verity in metadata has the wrong size ({0} bytes, expected 32)")]
+    ClaimSize(usize),
+    #[error(
+        "Generated composefs image digest ({}) doesn't match expected digest ({})",
+        hex::encode(.computed),
+        hex::encode(.claimed)
+    )]
+    Mismatch {
+        computed: [u8; 32],
+        claimed: [u8; 32],
+    },
+}
+
+/// The digest `commit` claims in `ostree.composefs.digest.v0`, if any.
+pub fn claimed_digest(commit: &Commit) -> Result<Option<[u8; 32]>, ImageError> {
+    commit
+        .composefs_digest()
+        .transpose()
+        .map_err(ImageError::ClaimSize)
+}
+
+/// A commit's composefs image and its fs-verity digest.
+pub struct CommitImage {
+    pub bytes: Vec<u8>,
+    pub digest: [u8; 32],
+}
+
+/// Tree, image, digest: the composefs image of commit `csum` (whose object is
+/// `commit`) built with `verity`. With [`Verity::Yes`] a digest the commit claims must
+/// be this one, as ostree checks at deploy; the claim is computed with YES, so an image
+/// of another mode is not compared with it.
+pub fn commit_image(
+    repo: &Repo,
+    csum: &Checksum,
+    commit: &Commit,
+    verity: Verity,
+) -> Result<CommitImage, ImageError> {
+    let claimed = match verity {
+        Verity::Yes => claimed_digest(commit)?,
+        Verity::No | Verity::Maybe => None,
+    };
+    let tree = commit_tree(repo, csum, verity)?;
+    let bytes = write_image(&tree)?;
+    let digest = crate::fsverity::digest::digest(&bytes);
+    match claimed {
+        Some(claimed) if claimed != digest => Err(ImageError::Mismatch {
+            computed: digest,
+            claimed,
+        }),
+        _ => Ok(CommitImage { bytes, digest }),
+    }
 }
 
 /// Builds the composefs tree of commit `commit` (a checksum) with digests from

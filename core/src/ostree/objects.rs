@@ -227,10 +227,6 @@ impl Value {
             (*x, *y)
         })
     }
-    pub fn as_u64(&self) -> Option<u64> {
-        self.is(b"t")
-            .then(|| *gv!("t").cast(aligned(&self.data).as_ref().as_aligned()))
-    }
 }
 
 /// An `a{sv}`: ordered, as GVariantBuilder keeps insertion order. Lookups take the first

@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use ostree_boot::config::DEFAULT_KEYPATH;
 use ostree_boot::cpio;
 use ostree_boot::keyfile::{KeyFile, KeyFileError};
-use ostree_boot::layout::{self, Kargs, SysrootState};
+use ostree_boot::layout::{self, Kargs};
 use ostree_boot::ostree::objects::Value;
 use ostree_boot::ostree::repo::Repo;
 use ostree_boot::sign::SecretKey;
@@ -319,13 +319,13 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     if !kernel.is_file() {
         bail!("kernel image {} does not exist", kernel.display());
     }
-    deploy::check_sysroot(&sysroot)?;
-    // Sealing writes commit objects before the deploy does anything.
-    deploy::ensure_writable_sysroot(&sysroot)?;
-    let state = SysrootState::read(&sysroot)?;
-    let booted = deploy::find_booted(&sysroot, &state);
-    let sr = deploy::resolve_stateroot(&sysroot, cfg.stateroot.as_deref(), booted.as_ref())?;
-    let merge = deploy::merge_deployment(&state, &sr, booted.as_ref()).cloned();
+    // The lock first, and the state read once under it: the ref, the merge deployment
+    // and the sealed commit are decided on the configuration the deploy then changes,
+    // and no other writer of the sysroot runs in between.
+    let change = deploy::begin_change(&sysroot)?;
+    let booted = change.booted.as_ref();
+    let sr = deploy::resolve_stateroot(&sysroot, cfg.stateroot.as_deref(), booted)?;
+    let merge = deploy::merge_deployment(&change.state, &sr, booted).cloned();
 
     let refspec = match &cfg.refspec {
         Some(r) => r.clone(),
@@ -428,7 +428,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     if cfg.stage {
         // The kernel and initrd go to /boot now (they are not in the tree); the /etc
         // merge and the entries at shutdown.
-        let r = deploy::staged::stage(&opts, false)?;
+        let r = deploy::staged::stage_in(&opts, false, change)?;
         drop(tmp);
         say(
             verbose,
@@ -440,7 +440,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
         );
         return Ok(EXIT_SKIP_REST);
     }
-    let r = deploy::deploy(&opts)?;
+    let r = deploy::deploy_in(&opts, change)?;
     drop(tmp);
     say(
         verbose,
@@ -461,11 +461,14 @@ fn remove(rest: &[String], verbose: bool) -> Result<i32> {
     if not_ours(&cfg.sysroot, verbose) {
         return Ok(0);
     }
-    deploy::check_sysroot(&cfg.sysroot)?;
-    let state = SysrootState::read(&cfg.sysroot)?;
-    let booted = deploy::find_booted(&cfg.sysroot, &state);
-    let sr = deploy::resolve_stateroot(&cfg.sysroot, cfg.stateroot.as_deref(), booted.as_ref())?;
-    let gone = deploy::undeploy_kver(&cfg.sysroot, &sr, kver, layout::EntryNaming::from_env())?;
+    // As for add: the state is read once, under the lock the removal holds.
+    let change = deploy::begin_change(&cfg.sysroot)?;
+    let sr = deploy::resolve_stateroot(
+        &cfg.sysroot,
+        cfg.stateroot.as_deref(),
+        change.booted.as_ref(),
+    )?;
+    let gone = deploy::undeploy_kver(change, &sr, kver, layout::EntryNaming::from_env())?;
     for d in &gone {
         say(verbose, &format!("removed {}/{}", d.stateroot, d.name()));
     }

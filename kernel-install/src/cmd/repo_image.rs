@@ -2,9 +2,8 @@
 //! [`super::mkcomposefs`]): the `.ostree.cfs` image of a commit, byte-identical to `ostree checkout --composefs`, and its fs-verity
 //! digest on standard output.
 
-use anyhow::{Context, Result, bail};
-use ostree_boot::fsverity::digest;
-use ostree_boot::ostree::checkout::{Verity, commit_tree, write_image};
+use anyhow::{Context, Result};
+use ostree_boot::ostree::checkout::{Verity, commit_image};
 use ostree_boot::ostree::objects::Checksum;
 use ostree_boot::ostree::repo::Repo;
 use std::path::Path;
@@ -13,27 +12,9 @@ use std::path::Path;
 /// commit's metadata must match, as ostree checks at deploy.
 pub fn build(repo: &Repo, commit: &Checksum, verity: Verity) -> Result<(Vec<u8>, [u8; 32])> {
     let c = hex::encode(commit);
-    let tree = commit_tree(repo, commit, verity).with_context(|| format!("commit {c}"))?;
-    let image =
-        write_image(&tree).map_err(|e| anyhow::anyhow!("commit {c}: writing the image: {e}"))?;
-    let d = digest::digest(&image);
-    if verity == Verity::Yes {
-        let (_, commit_obj) = repo.load_commit(commit)?;
-        match commit_obj.composefs_digest() {
-            Some(Ok(expected)) if expected != d => bail!(
-                "commit {c}: Generated composefs image digest ({}) doesn't match expected digest ({})",
-                hex::encode(d),
-                hex::encode(expected)
-            ),
-            Some(Err(len)) => {
-                bail!(
-                    "commit {c}: Expected composefs fs-verity in metadata has the wrong size ({len} bytes)"
-                )
-            }
-            _ => {}
-        }
-    }
-    Ok((image, d))
+    let (_, obj) = repo.load_commit(commit)?;
+    let i = commit_image(repo, commit, &obj, verity).with_context(|| format!("commit {c}"))?;
+    Ok((i.bytes, i.digest))
 }
 
 pub fn run(repo: &Path, rev: &str, output: &Path, no_verity: bool) -> Result<()> {

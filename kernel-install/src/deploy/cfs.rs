@@ -13,9 +13,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use ostree_boot::beneath::{Dir, Resolve};
 use ostree_boot::config::{CONFIG_PATHS, ComposefsMode, PrepareRootConfig};
-use ostree_boot::fsverity::{digest, ioctl};
+use ostree_boot::fsverity::ioctl;
 use ostree_boot::keyfile::KeyFile;
-use ostree_boot::ostree::checkout::{Verity, commit_tree, write_image};
+use ostree_boot::ostree::checkout::{self, Verity};
 use ostree_boot::ostree::objects::{Checksum, Commit};
 use ostree_boot::ostree::repo::{Repo, WalkEntry};
 
@@ -166,32 +166,16 @@ pub fn write(
     deploy_dir: &Path,
     pol: &VerityPolicy,
 ) -> Result<[u8; 32]> {
-    let expected = match commit.composefs_digest() {
-        None => None,
-        Some(Ok(d)) => Some(d),
-        Some(Err(len)) => bail!(
-            "Expected composefs fs-verity in metadata has the wrong size ({len} bytes, expected 32)"
-        ),
-    };
+    // A malformed claim fails before any work.
+    checkout::claimed_digest(commit)?;
     if pol.wanted {
         enable_on_objects(repo, commit, pol.required.as_deref())?;
     }
-    let tree = commit_tree(repo, csum, pol.image).context("building the composefs tree")?;
-    let image = write_image(&tree).context("writing the composefs image")?;
-    let got = digest::digest(&image);
-    if let Some(want) = expected
-        && want != got
-    {
-        bail!(
-            "Generated composefs image digest ({}) doesn't match expected digest ({})",
-            hex::encode(got),
-            hex::encode(want)
-        );
-    }
+    let image = checkout::commit_image(repo, csum, commit, pol.image)?;
     let path = deploy_dir.join(".ostree.cfs");
-    fsutil::write_atomic(&path, &image, 0o644)?;
+    fsutil::write_atomic(&path, &image.bytes, 0o644)?;
     if pol.wanted {
         enable_verity(&path, pol.required.as_deref())?;
     }
-    Ok(got)
+    Ok(image.digest)
 }

@@ -173,19 +173,47 @@ pub fn ensure_writable_sysroot(sysroot: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A change of the boot configuration under way: the sysroot lock, held until this
+/// drops, and the state read under it. Whoever decides something from the state before
+/// deploying (the kernel-install plugin) reads it here once and hands it on, so the
+/// decision and the deploy see the same configuration.
+pub struct Change {
+    _lock: SysrootLock,
+    sysroot: PathBuf,
+    pub state: SysrootState,
+    pub booted: Option<Deployment>,
+}
+
 /// What every change of the boot configuration starts with: a usable, writable sysroot,
-/// its lock (held until the returned guard drops), the current state, the booted
-/// deployment, and the leftovers of an interrupted earlier run removed.
-pub(crate) fn begin_change(
-    sysroot: &Path,
-) -> Result<(SysrootLock, SysrootState, Option<Deployment>)> {
+/// its lock, the current state, the booted deployment, and the leftovers of an
+/// interrupted earlier run removed.
+pub fn begin_change(sysroot: &Path) -> Result<Change> {
     check_sysroot(sysroot)?;
     ensure_writable_sysroot(sysroot)?;
     let lock = lock_sysroot(sysroot)?;
     let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
     let booted = find_booted(sysroot, &state);
     boot::cleanup(sysroot, booted.as_ref()).context("removing leftovers of an earlier run")?;
-    Ok((lock, state, booted))
+    Ok(Change {
+        _lock: lock,
+        sysroot: sysroot.to_path_buf(),
+        state,
+        booted,
+    })
+}
+
+impl Change {
+    /// The lock and state are of one sysroot: refuse to apply them to another.
+    fn check_for(&self, sysroot: &Path) -> Result<()> {
+        if self.sysroot != sysroot {
+            bail!(
+                "internal error: a change begun on {} applied to {}",
+                self.sysroot.display(),
+                sysroot.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The booted deployment, found as libostree does: the (dev, ino) that prepare-root
@@ -468,8 +496,19 @@ fn init_backing(srdir: &Path, name: &str, deploy_root: &Path) -> Result<()> {
 
 /// `ostree-composefs deploy`.
 pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
+    deploy_in(opts, begin_change(&opts.sysroot)?)
+}
+
+/// [`deploy`] within a change already begun (lock held, state read).
+pub fn deploy_in(opts: &DeployOptions, change: Change) -> Result<DeployResult> {
     let sysroot = opts.sysroot.as_path();
-    let (_lock, state, booted) = begin_change(sysroot)?;
+    change.check_for(sysroot)?;
+    let Change {
+        _lock,
+        state,
+        booted,
+        ..
+    } = change;
     checkpoint("start")?;
     let sr = resolve_stateroot(sysroot, opts.stateroot.as_deref(), booted.as_ref())?;
 
@@ -692,7 +731,12 @@ pub(crate) fn stage(
 /// `ostree-composefs undeploy INDEX`: drops deployment INDEX (0 = default) from the boot
 /// configuration and removes it; the booted one is refused.
 pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Deployment> {
-    let (_lock, state, booted) = begin_change(sysroot)?;
+    let Change {
+        _lock,
+        state,
+        booted,
+        ..
+    } = begin_change(sysroot)?;
     let Some(target) = state.deployments.get(index).cloned() else {
         bail!(
             "Out of range deployment index {index}, expected < {}",
@@ -716,14 +760,21 @@ pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Dep
 }
 
 /// Removes every deployment of `stateroot` whose kernel version is `kver` (never the
-/// booted one); returns what was removed.
+/// booted one), within a change begun by the caller (who chose `stateroot` from its
+/// state); returns what was removed.
 pub fn undeploy_kver(
-    sysroot: &Path,
+    change: Change,
     stateroot: &str,
     kver: &str,
     naming: EntryNaming,
 ) -> Result<Vec<Deployment>> {
-    let (_lock, state, booted) = begin_change(sysroot)?;
+    let Change {
+        _lock,
+        sysroot,
+        state,
+        booted,
+    } = change;
+    let sysroot = sysroot.as_path();
     let suffix = format!("/vmlinuz-{kver}");
     let (gone, stay): (Vec<&Deployment>, Vec<&Deployment>) =
         state.deployments.iter().partition(|d| {

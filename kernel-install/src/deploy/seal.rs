@@ -8,39 +8,29 @@
 //! can write to the repo must not get a signature over an image digest of their choice).
 
 use anyhow::{Context, Result, bail};
-use ostree_boot::fsverity::digest;
-use ostree_boot::ostree::checkout::{Verity, commit_tree, write_image};
+use ostree_boot::ostree::checkout::{ImageError, Verity, commit_image};
 use ostree_boot::ostree::objects::{COMPOSEFS_DIGEST_KEY, Checksum, Value};
 use ostree_boot::ostree::repo::Repo;
 use ostree_boot::sign::{self, SecretKey};
-
-/// The fs-verity digest of the commit's composefs image.
-pub fn composefs_digest(repo: &Repo, csum: &Checksum) -> Result<[u8; 32]> {
-    let tree = commit_tree(repo, csum, Verity::Yes).context("building the composefs tree")?;
-    let image = write_image(&tree).context("writing the composefs image")?;
-    Ok(digest::digest(&image))
-}
 
 /// The commit's composefs digest, recomputed from its tree, after checking that the
 /// digest the commit claims (if any) is that one.
 pub fn checked_composefs_digest(repo: &Repo, csum: &Checksum) -> Result<[u8; 32]> {
     let (_, commit) = repo.load_commit(csum)?;
-    let computed = composefs_digest(repo, csum)?;
-    match commit.composefs_digest() {
-        None => {}
-        Some(Ok(claimed)) if claimed == computed => {}
-        Some(Ok(claimed)) => bail!(
+    match commit_image(repo, csum, &commit, Verity::Yes) {
+        Ok(i) => Ok(i.digest),
+        Err(ImageError::Mismatch { computed, claimed }) => bail!(
             "commit {} claims {COMPOSEFS_DIGEST_KEY} {}, but its tree gives {}: refusing to sign a digest that was not computed here",
             hex::encode(csum),
             hex::encode(claimed),
             hex::encode(computed)
         ),
-        Some(Err(len)) => bail!(
+        Err(ImageError::ClaimSize(len)) => bail!(
             "commit {} has a {COMPOSEFS_DIGEST_KEY} of {len} bytes (expected 32): refusing to sign it",
             hex::encode(csum)
         ),
+        Err(e) => Err(e.into()),
     }
-    Ok(computed)
 }
 
 /// A commit with the same content as `csum` that carries its composefs digest, as

@@ -80,8 +80,23 @@ pub struct StageResult {
 /// `ostree-composefs deploy --stage`: check out `opts.rev` as a deployment and leave its
 /// finalization to shutdown. Only a booted system stages, as libostree.
 pub fn stage(opts: &DeployOptions, lock_finalization: bool) -> Result<StageResult> {
+    stage_in(opts, lock_finalization, super::begin_change(&opts.sysroot)?)
+}
+
+/// [`stage`] within a change already begun (lock held, state read).
+pub fn stage_in(
+    opts: &DeployOptions,
+    lock_finalization: bool,
+    change: super::Change,
+) -> Result<StageResult> {
     let sysroot = opts.sysroot.as_path();
-    let (_lock, state, booted) = super::begin_change(sysroot)?;
+    change.check_for(sysroot)?;
+    let super::Change {
+        _lock,
+        state,
+        booted,
+        ..
+    } = change;
     let Some(booted) = booted else {
         bail!("Cannot stage deployment: Not currently booted into an OSTree system");
     };
@@ -263,7 +278,12 @@ pub fn finalize(sysroot: &Path, naming: EntryNaming) -> Result<Finalized> {
 }
 
 fn finalize_inner(sysroot: &Path, naming: EntryNaming) -> Result<Finalized> {
-    let (_lock, state, booted) = super::begin_change(sysroot)?;
+    let super::Change {
+        _lock,
+        state,
+        booted,
+        ..
+    } = super::begin_change(sysroot)?;
     let Some(booted) = booted else {
         return Ok(Finalized::NotBooted);
     };
