@@ -17,6 +17,7 @@ out_dev=/dev/disk/by-id/virtio-vmtest-out
 # still mounted: runs the case's $IN/at-shutdown.sh and writes the results again, so that
 # the harness sees what the shutdown did (and the new default entry, for the next boot).
 if [ "${1:-}" = --at-shutdown ]; then
+    export OUT IN
     if [ -f "$IN/at-shutdown.sh" ]; then
         bash "$IN/at-shutdown.sh" >"$OUT/at-shutdown.log" 2>&1
         result at-shutdown-rc $?
