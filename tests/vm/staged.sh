@@ -98,6 +98,13 @@ staged_check_finalized() {
         # /var (systemd-journal-flush.service's stop), i.e. before /var was unmounted.
         expect_fact_match prev-finalizing-msg 'Finalizing staged deployment'
         expect_fact_match prev-finalize-journal 'Finalized deployment'
+        # The shutdown order in that journal: the finalize unit stopped (its ExecStop ran
+        # to the end) before the recorder, which needs /boot and /sysroot, was stopped.
+        local order
+        order=$(grep -aoE 'Stopping ostree-composefs-finalize-staged\.service|Finalized deployment|Stopping ostree-vm-test-shutdown\.service' \
+            "$RES/prev-journal" | tr '\n' ' ')
+        [ "$order" = "Stopping ostree-composefs-finalize-staged.service Finalized deployment Stopping ostree-vm-test-shutdown.service " ] ||
+            fail "boot 1's shutdown order is '$order'"
     fi
 }
 
