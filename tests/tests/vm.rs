@@ -101,6 +101,7 @@ vm_cases! {
     signed_other_key => "signed-other-key",
     smoke => "smoke",
     staged_killed_finalize => "staged-killed-finalize",
+    staged_kinstall => "staged-kinstall",
     staged_readonly_boot => "staged-readonly-boot",
     staged_update => "staged-update",
     sysroot_readonly => "sysroot-readonly",

@@ -13,7 +13,16 @@ stage_host() {
 }
 
 # --- kernel: newest linux-image-6.12.*-<flavour>-amd64 in trixie, extracted, depmod'ed ---
+# Serialised between cases: two cases starting together would otherwise refresh and read
+# the same apt lists at once (apt-cache then finds no packages) and race on kernel/kver.
 stage_kernel() {
+    mkdir -p "$CACHE"
+    (
+        flock 9
+        stage_kernel_locked
+    ) 9>"$CACHE/kernel.lock" || die "the kernel stage failed"
+}
+stage_kernel_locked() {
     local t dep kv deb dir
     t=$(now)
     apt_trixie_update

@@ -10,6 +10,22 @@ OUT=/run/ostree-vm-test/out
 mkdir -p "$IN" "$OUT"
 result() { printf '%s\n' "$2" >"$OUT/$1"; printf 'OSTREE-VM-RESULT: %s=%s\n' "$1" "$2" >/dev/console; }
 info() { printf 'OSTREE-VM-INFO: [%s] %s\n' "$(cut -d' ' -f1 /proc/uptime)" "$*" >/dev/console; }
+out_dev=/dev/disk/by-id/virtio-vmtest-out
+
+# --at-shutdown: the ExecStop of the shutdown recorder (see the end of this script), run
+# during a real shutdown after the finalize unit has stopped, while /boot and /sysroot are
+# still mounted: runs the case's $IN/at-shutdown.sh and writes the results again, so that
+# the harness sees what the shutdown did (and the new default entry, for the next boot).
+if [ "${1:-}" = --at-shutdown ]; then
+    export OUT IN
+    if [ -f "$IN/at-shutdown.sh" ]; then
+        bash "$IN/at-shutdown.sh" >"$OUT/at-shutdown.log" 2>&1
+        result at-shutdown-rc $?
+    fi
+    [ -b "$out_dev" ] && tar -cf "$out_dev" -C "$OUT" . && sync
+    printf 'OSTREE-VM-RESULT: at-shutdown=done\n' >/dev/console
+    exit 0
+fi
 
 # Wait until systemd says the boot is finished, so the timings are complete.
 for _ in $(seq 1 600); do
@@ -86,11 +102,25 @@ if [ -b "$in_dev" ] && tar -xf "$in_dev" -C "$IN" 2>"$OUT/in-tar.err"; then
 fi
 
 info 'writing results'
-out_dev=/dev/disk/by-id/virtio-vmtest-out
 if [ -b "$out_dev" ]; then
     tar -cf "$out_dev" -C "$OUT" . && result results-written yes
 fi
 printf 'OSTREE-VM-RESULT: done=1\n' >/dev/console
+# A case whose guest script made $IN/reboot gets a real `systemctl reboot` (qemu runs with
+# -no-reboot, so it exits and the harness starts the next boot from the same disk). The
+# recorder is stopped after ostree-composefs-finalize-staged.service (stop order is the
+# reverse of Before=) and before /boot, /sysroot or the output disk go away.
+if [ -e "$IN/reboot" ]; then
+    systemd-run --quiet --unit=ostree-vm-test-shutdown --service-type=oneshot --remain-after-exit \
+        -p DefaultDependencies=no -p Conflicts=final.target -p Before=final.target \
+        -p Before=ostree-composefs-finalize-staged.service -p "RequiresMountsFor=/sysroot /boot" \
+        -p StandardOutput=journal+console -p StandardError=journal+console \
+        -p "ExecStop=/bin/bash /usr/lib/ostree-vm-test/vm-guest.sh --at-shutdown" /bin/true
+    result recorder-rc $?
+    sync
+    systemctl reboot
+    exit 0
+fi
 # Power off at once: a clean systemd shutdown costs ~15 s under TCG and tests nothing
 # here. sync first, so that what the guest wrote (for a second boot) is on the disk.
 sync
