@@ -653,3 +653,27 @@ mod tests {
         assert!(e.contains("is a directory"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod signature_roundtrip {
+    use super::*;
+    use crate::ostree::objects::VarDict;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn signatures_of_any_bytes_survive_a_roundtrip() {
+        let mut bad = 0;
+        for i in 0u32..3000 {
+            let mut s = [0u8; 64];
+            s[..32].copy_from_slice(&Sha256::digest(i.to_le_bytes()));
+            s[32..].copy_from_slice(&Sha256::digest((i + 100_000).to_le_bytes()));
+            let mut m = VarDict::new();
+            add_signature(&mut m, &s);
+            let m = VarDict::parse(&m.to_bytes().unwrap());
+            if signatures(&m).map(|v| v.len()) != Some(1) {
+                bad += 1;
+            }
+        }
+        assert_eq!(bad, 0);
+    }
+}
