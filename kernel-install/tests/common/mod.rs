@@ -11,7 +11,7 @@ pub use ostree_boot_test_support::deploy::{
     theirs, unseal,
 };
 pub use ostree_boot_test_support::{
-    have_command, have_ostree, privileged, require, run, run_stdout as stdout, write,
+    have_command, have_ostree, printed_bytes, privileged, require, run, run_stdout as stdout, write,
 };
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ostree-composefs");

@@ -151,3 +151,68 @@ mod tests {
         );
     }
 }
+
+/// The bytes of a GVariant `ay`/`aay` as `ostree show` prints them (`g_variant_print`),
+/// in order: each array is either `[byte 0x.., 0x..]` or, when it happens to be a
+/// NUL-terminated string, a `b'...'` literal with C escapes (its NUL included).
+pub fn printed_bytes(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'b' && b.get(i + 1) == Some(&b'\'') {
+            i += 2;
+            while b[i] != b'\'' {
+                if b[i] == b'\\' {
+                    i += 1;
+                    if b[i].is_ascii_digit() {
+                        let mut v = 0u32;
+                        let mut n = 0;
+                        while n < 3 && b[i].is_ascii_digit() {
+                            v = v * 8 + (b[i] - b'0') as u32;
+                            i += 1;
+                            n += 1;
+                        }
+                        out.push(v as u8);
+                        continue;
+                    }
+                    out.push(match b[i] {
+                        b'a' => 7,
+                        b'b' => 8,
+                        b'f' => 12,
+                        b'n' => 10,
+                        b'r' => 13,
+                        b't' => 9,
+                        b'v' => 11,
+                        c => c,
+                    });
+                } else {
+                    out.push(b[i]);
+                }
+                i += 1;
+            }
+            out.push(0);
+            i += 1;
+        } else if b[i] == b'0' && b.get(i + 1) == Some(&b'x') {
+            out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).unwrap());
+            i += 4;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod printed_bytes_tests {
+    use super::printed_bytes;
+
+    #[test]
+    fn glib_printed_bytes() {
+        assert_eq!(printed_bytes("[byte 0x01, 0xff]"), vec![1, 0xff]);
+        assert_eq!(
+            printed_bytes("[b'\\b\\262a\\'', [0x00]]"),
+            vec![8, 0o262, b'a', b'\'', 0, 0]
+        );
+    }
+}
