@@ -62,14 +62,53 @@ fn create_bootlinks(sysroot: &Path, bv: u8, sub: u8, deps: &[Deployment]) -> Res
     fsutil::fsync_path(&sysroot.join("ostree"))
 }
 
+/// An entry's paths into /boot (`linux`, `initrd` and the overlay initrds, `devicetree`,
+/// `fdtdir`) with the prefix `bootprefix` asks for. libostree writes every entry afresh
+/// at each swap, so a changed setting, or an entry an ostree that ignores the setting
+/// wrote (2022.7), takes it too. Paths outside ostree's layout are left alone.
+fn apply_bootprefix(e: &mut layout::BootEntry, bootprefix: bool) {
+    let fix = |v: &str| -> Option<String> {
+        let bare = v
+            .strip_prefix("/boot")
+            .filter(|r| r.starts_with("/ostree/"))
+            .unwrap_or(v);
+        bare.starts_with("/ostree/").then(|| {
+            if bootprefix {
+                format!("/boot{bare}")
+            } else {
+                bare.to_string()
+            }
+        })
+    };
+    for key in ["linux", "initrd", "devicetree", "fdtdir"] {
+        if let Some(new) = e.get(key).and_then(fix) {
+            e.set(key, new);
+        }
+    }
+    let overlays = e
+        .overlay_initrds()
+        .iter()
+        .map(|v| fix(v).unwrap_or_else(|| v.clone()))
+        .collect();
+    e.set_overlay_initrds(overlays);
+}
+
+/// Whether the entry's paths already carry the prefix `bootprefix` asks for.
+fn has_bootprefix(e: &layout::BootEntry, bootprefix: bool) -> bool {
+    let mut fixed = e.clone();
+    apply_bootprefix(&mut fixed, bootprefix);
+    &fixed == e
+}
+
 /// The entry for `planned[index]` with bootversion `bv`.
-fn render_entry(planned: &[Planned], index: usize, bv: u8) -> layout::BootEntry {
+fn render_entry(planned: &[Planned], index: usize, bv: u8, prefix: bool) -> layout::BootEntry {
     let p = &planned[index];
     let d = &p.deployment;
     let show = planned
         .iter()
         .any(|o| o.deployment.stateroot != planned[0].deployment.stateroot);
     let mut e = d.entry.clone();
+    apply_bootprefix(&mut e, prefix);
     e.set(
         "title",
         layout::entry_title(
@@ -159,9 +198,13 @@ pub fn write_deployments(
         let (_, c) = repo.as_ref()?.load_commit(&csum).ok()?;
         c.metadata.get("version").and_then(|v| v.as_str())
     };
+    let prefix = bootprefix(sysroot)?;
     let same = old.deployments.len() == deps.len()
         && old.deployments.iter().zip(&deps).all(|(a, b)| {
-            a.bootconfig_equal(b) && a.stateroot == b.stateroot && version(a) == version(b)
+            a.bootconfig_equal(b)
+                && a.stateroot == b.stateroot
+                && version(a) == version(b)
+                && has_bootprefix(&a.entry, prefix)
         });
     let bv = old.bootversion;
     if same && !deps.is_empty() {
@@ -195,7 +238,7 @@ pub fn write_deployments(
     let entries = loader.join("entries");
     fs::create_dir_all(&entries).with_context(|| format!("mkdir {}", entries.display()))?;
     for i in 0..planned.len() {
-        let e = render_entry(planned, i, nbv);
+        let e = render_entry(planned, i, nbv, prefix);
         // Every value of the entry (title, kernel paths, options) came from a commit or
         // a command line: none may add lines to it.
         ostree_boot::bls::check_entry(&e, &planned[i].deployment.csum)?;
@@ -509,6 +552,34 @@ impl KernelFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bootprefix_is_added_removed_and_idempotent() {
+        let entry = |linux: &str, initrd: &str| {
+            layout::BootEntry::parse(&format!(
+                "options root=/dev/vda\nlinux {linux}\ninitrd {initrd}\ninitrd {initrd}.overlay\n"
+            ))
+        };
+        let bare = entry("/ostree/os-abc/vmlinuz-6", "/ostree/os-abc/initramfs-6.img");
+        let pre = entry(
+            "/boot/ostree/os-abc/vmlinuz-6",
+            "/boot/ostree/os-abc/initramfs-6.img",
+        );
+        let mut e = bare.clone();
+        apply_bootprefix(&mut e, true);
+        assert_eq!(e, pre);
+        apply_bootprefix(&mut e, true);
+        assert_eq!(e, pre);
+        apply_bootprefix(&mut e, false);
+        assert_eq!(e, bare);
+        assert!(has_bootprefix(&pre, true) && !has_bootprefix(&pre, false));
+        assert!(has_bootprefix(&bare, false) && !has_bootprefix(&bare, true));
+        // Paths outside ostree's layout are left alone.
+        let other = entry("/vmlinuz", "/bootstrap/initrd");
+        let mut e = other.clone();
+        apply_bootprefix(&mut e, true);
+        assert_eq!(e, other);
+    }
 
     #[test]
     fn bootprefix_config() {
