@@ -37,7 +37,9 @@ hash_inputs() {
         if [ -d "$a" ]; then
             (cd "$a" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
         elif [ -f "$a" ]; then
-            sha256sum "$a"
+            # The name without its directory: a checkout elsewhere (a CI clone, a
+            # worktree with a copy of build/vm) must find the same keys.
+            printf '%s %s\n' "$(sha256sum <"$a" | cut -c1-64)" "${a##*/}"
         else
             printf '%s\n' "$a"
         fi

@@ -57,7 +57,7 @@ apt_trixie_cache() {
 }
 
 # --- base: debootstrap'ed trixie minbase with systemd, dracut and ostree ---------------
-base_key() { hash_inputs "$BASE_PACKAGES" "$SUITE" "$VM_DIR/stages.sh:stage_base:v1"; }
+base_key() { hash_inputs "$BASE_PACKAGES" "$SUITE" "stages.sh:stage_base:v1"; }
 stage_base() {
     local key t
     key=$(base_key)
