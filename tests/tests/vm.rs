@@ -109,6 +109,8 @@ vm_cases! {
     tamper_image => "tamper-image",
     tamper_object => "tamper-object",
     unsigned_commit => "unsigned-commit",
+    upstream_deploy_signed => "upstream-deploy-signed",
+    upstream_deploy_signed_tamper => "upstream-deploy-signed-tamper",
     upstream_deploy_tamper => "upstream-deploy-tamper",
     upstream_deploy_yes => "upstream-deploy-yes",
     upstream_prepare_root_signed => "upstream-prepare-root-signed",

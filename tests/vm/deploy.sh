@@ -23,6 +23,15 @@
 #              sid's 2026.x with composefs, the peer chroot of scripts/peer-sid.sh, run by
 #              scripts/peer-run.sh), which writes the `.ostree.cfs` ("maybe" verity: no
 #              object digests, the host has no fs-verity); the host's deployment is undeployed.
+#   peerverity upstream's deployment in signed mode, signed with ours: a second commit adds
+#              /usr/lib/ostree/prepare-root.conf with `enabled = signed`, our
+#              `ostree-composefs commit-metadata` seals it and `ostree-composefs sign` signs it
+#              with KEYDIR/deploy.secret (the initrd gets no key: cases add one with
+#              INITRD_KEY); then upstream's `ostree admin deploy` as in peer. The tree's config makes upstream compute
+#              every file's fs-verity digest itself (verity "yes": the host needs no
+#              fs-verity) and refuse the deploy unless its image's digest is the one the
+#              signed commit names; the verity pass enables fs-verity afterwards. Our
+#              kernel-install plugin never runs.
 # The plugin is the real thing as installed, driven by the host's kernel-install (systemd
 # 252) with its configuration roots pointed at temporary files.
 
@@ -83,6 +92,12 @@ vm_deploy() {
             plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs" "$VERITY2_TRIES"
             ;;
         peer) peer_deploy "$sysroot" "${karg_opts[@]}" ;;
+        peerverity)
+            [ -n "$keydir" ] || die "peerverity needs a key directory"
+            gen_ed25519_key "$keydir" deploy
+            peer_signed_commit "$sysroot" "$tree" "$keydir/deploy.secret"
+            peer_deploy "$sysroot" "${karg_opts[@]}"
+            ;;
         *) die "unknown deploy variant '$variant'" ;;
     esac
 }
@@ -98,6 +113,26 @@ peer_deploy() {
     cmd+=" '$OSTREE_REF' && ostree admin undeploy --sysroot='$sysroot' 1"
     bash "$REPO_ROOT/scripts/peer-run.sh" -b "$sysroot" -- "$cmd" >&2 ||
         die "upstream's ostree admin deploy (peer chroot) failed"
+}
+
+# peer_signed_commit SYSROOT TREE SECRET: a new commit of $OSTREE_REF that ships the
+# prepare-root.conf of a signed composefs OS (upstream's deploy reads it from the tree),
+# sealed and signed by our `ostree-composefs`. The repo gets no `ex-integrity.composefs`:
+# the guest's ostree (trixie's, built without composefs) then refuses to open it ("composefs
+# required, but libostree compiled without support"), and upstream's deploy needs only the
+# tree's config; the verity pass enables fs-verity as `ostree admin post-copy` would.
+peer_signed_commit() {
+    local sysroot=$1 tree=$2 secret=$3 repo=$1/ostree/repo layer=$1.layer
+    mkdir -p "$layer/usr/lib/ostree"
+    printf '[composefs]\nenabled = signed\n' >"$layer/usr/lib/ostree/prepare-root.conf"
+    ostree --repo="$repo" commit --branch="$OSTREE_REF" \
+        --subject="ostree VM harness test OS, signed composefs" \
+        --tree=dir="$tree" --tree=dir="$layer" >&2
+    rm -rf "$layer"
+    "$RELEASE_DIR/ostree-composefs" commit-metadata --repo="$repo" "$OSTREE_REF" >&2 ||
+        die "ostree-composefs commit-metadata failed"
+    "$RELEASE_DIR/ostree-composefs" sign --repo="$repo" --secret="$secret" "$OSTREE_REF" >&2 ||
+        die "ostree-composefs sign failed"
 }
 
 # plugin_deploy SYSROOT TREE SIGNING KEEP KARGS: `kernel-install add` of the tree's kernel
