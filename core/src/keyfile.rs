@@ -345,6 +345,7 @@ impl KeyFile {
 
     /// Reads and parses the first of `candidates` (paths relative to `root`) that exists.
     /// The others are not read at all: the first one wins wholesale, it never merges.
+    #[cfg(feature = "writer")]
     pub fn load_first(root: &Path, candidates: &[&str]) -> Result<Option<KeyFile>, KeyFileError> {
         for rel in candidates {
             if let Some(kf) = Self::load_optional(&root.join(rel))? {
