@@ -23,9 +23,11 @@ build:
 	$(CARGO) build --workspace
 
 # The shipped binaries only: the bench crate (composefs-rs, tokio, OpenSSL) is built by
-# `make bench`, not for every release build.
+# `make bench`, not for every release build. Two builds, because cargo unifies features
+# across the packages of one: the initrd binaries get ostree-boot without `writer`.
 release:
-	$(CARGO) build --release -p ostree-prepare-root -p ostree-system-generator -p ostree-composefs
+	$(CARGO) build --release -p ostree-prepare-root -p ostree-system-generator
+	$(CARGO) build --release -p ostree-composefs
 
 # ostree-prepare-root as a static-pie executable (static glibc): nothing for the initrd's
 # loader to resolve. --target keeps crt-static away from build scripts and proc-macros.
@@ -37,8 +39,10 @@ initrd-static:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p ostree-prepare-root -p ostree-system-generator -- -D warnings
+	bash scripts/check-initrd-features.sh
 	shellcheck -x tests/vm/*.sh tests/vm/guest/*.sh tests/vm/*.case tests/vm/cases/*.case scripts/demo.sh \
-		scripts/peer-sid.sh scripts/peer-run.sh
+		scripts/peer-sid.sh scripts/peer-run.sh scripts/check-initrd-features.sh
 
 test:
 	$(CARGO) test --workspace --exclude ostree-boot-tests

@@ -301,12 +301,7 @@ pub fn find_kernel(root: &Path) -> Result<Option<TreeKernel>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-
-    fn w(p: &Path, s: &str) {
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, s).unwrap();
-    }
+    use ostree_boot_test_support::write as w;
 
     #[test]
     fn modules_layout_with_extras() {

@@ -69,7 +69,7 @@ pub struct OstreeTarget {
 }
 
 /// A parsed kernel command line, for looking arguments up (read-only). Editing the
-/// `options` of a boot entry, which must round-trip verbatim, is [`crate::layout::Kargs`].
+/// `options` of a boot entry, which must round-trip verbatim, is `layout::Kargs` (feature `writer`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cmdline {
     args: Vec<String>,

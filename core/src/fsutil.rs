@@ -32,11 +32,26 @@ const TEMP_MARK: &str = ".tmp-";
 
 /// Whether `name` is a temporary file [`write_atomic`] creates (`.<name>.tmp-<hex>`), so
 /// that a crash's leftovers can be recognised and removed.
+#[cfg(feature = "writer")]
 pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.')
         && name.rsplit_once(TEMP_MARK).is_some_and(|(_, suffix)| {
             !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_hexdigit())
         })
+}
+
+/// Fills `buf` from the kernel's random source (getrandom(2), which blocks only until
+/// the pool is first initialised). A short read (a signal) goes on where it stopped.
+pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::rand::getrandom(&mut buf[done..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Writes `data` to `path` with permission bits `mode` (not narrowed by the umask)
@@ -53,9 +68,9 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), WriteErro
         source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
     })?;
     let mut rnd = [0u8; 6];
-    getrandom::fill(&mut rnd).map_err(|e| WriteError {
+    fill_random(&mut rnd).map_err(|source| WriteError {
         path: dir.to_path_buf(),
-        source: io::Error::other(e.to_string()),
+        source,
     })?;
     let tmp = dir.join(format!(
         ".{}{TEMP_MARK}{}",

@@ -194,7 +194,10 @@ impl KeyFile {
         }
         let mut groups: Vec<String> = Vec::new();
         let mut entries: HashMap<String, HashMap<String, Entry>> = HashMap::new();
-        let mut current: Option<String> = None;
+        // The group being read owns its map, taken out of `entries` while its lines come
+        // and put back when the next group (or the end) comes, so a key line always has
+        // a map to go to without a lookup that could miss.
+        let mut current: Option<(String, HashMap<String, Entry>)> = None;
         let mut first_group: Option<String> = None;
         // GKeyFile splits on `\n` and drops one `\r` before it; a final line without `\n`
         // still counts, and keeps its `\r` (GLib only strips it when the `\n` comes).
@@ -209,17 +212,21 @@ impl KeyFile {
             match classify(raw).map_err(|m| perr(lineno, m))? {
                 Line::Blank => {}
                 Line::Group(name) => {
-                    if !entries.contains_key(name) {
-                        entries.insert(name.to_string(), HashMap::new());
-                        groups.push(name.to_string());
+                    if let Some((done, map)) = current.take() {
+                        entries.insert(done, map);
                     }
+                    // A repeated group continues the map of its first appearance.
+                    let map = entries.remove(name).unwrap_or_else(|| {
+                        groups.push(name.to_string());
+                        HashMap::new()
+                    });
                     if first_group.is_none() {
                         first_group = Some(name.to_string());
                     }
-                    current = Some(name.to_string());
+                    current = Some((name.to_string(), map));
                 }
                 Line::Pair { key, value } => {
-                    let Some(group) = current.as_ref() else {
+                    let Some((group, map)) = current.as_mut() else {
                         return Err(perr(lineno, "key file does not start with a group".into()));
                     };
                     if key == "Encoding"
@@ -231,7 +238,7 @@ impl KeyFile {
                             format!("key file contains unsupported encoding '{value}'"),
                         ));
                     }
-                    entries.get_mut(group.as_str()).expect("group seen").insert(
+                    map.insert(
                         key.to_string(),
                         Entry {
                             value: value.to_string(),
@@ -240,6 +247,9 @@ impl KeyFile {
                     );
                 }
             }
+        }
+        if let Some((done, map)) = current {
+            entries.insert(done, map);
         }
 
         let cross_check = text.len() <= CROSS_CHECK_MAX;
@@ -335,6 +345,7 @@ impl KeyFile {
 
     /// Reads and parses the first of `candidates` (paths relative to `root`) that exists.
     /// The others are not read at all: the first one wins wholesale, it never merges.
+    #[cfg(feature = "writer")]
     pub fn load_first(root: &Path, candidates: &[&str]) -> Result<Option<KeyFile>, KeyFileError> {
         for rel in candidates {
             if let Some(kf) = Self::load_optional(&root.join(rel))? {

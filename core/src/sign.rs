@@ -12,11 +12,16 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+#[cfg(feature = "writer")]
+use ed25519_dalek::{Signer, SigningKey};
+#[cfg(feature = "writer")]
 use zeroize::Zeroizing;
 
+#[cfg(feature = "writer")]
+use crate::ostree::objects::Value;
 use crate::ostree::objects::{
-    CONTAINER_IMAGE_CONFIG_KEY, Checksum, Commit, CommitMeta, ED25519_SIGNATURES_KEY, Value,
+    CONTAINER_IMAGE_CONFIG_KEY, Checksum, Commit, CommitMeta, ED25519_SIGNATURES_KEY,
 };
 use crate::ostree::repo::{Repo, RepoError};
 
@@ -31,6 +36,7 @@ pub enum SignError {
     BadKey { line: usize },
     #[error("no public keys found")]
     NoKeys,
+    #[cfg(feature = "writer")]
     #[error("secret key: {0}")]
     SecretKey(String),
     #[error("signature verification failed: Invalid public key of {0} expected 32")]
@@ -45,8 +51,10 @@ pub enum SignError {
     NoCommitmeta(String),
     #[error("bootc base commit {0} has detached metadata but no commit object")]
     BaseCommitMissing(String),
+    #[cfg(feature = "writer")]
     #[error("cannot read random bytes from the kernel: {0}")]
     Random(String),
+    #[cfg(feature = "writer")]
     #[error("secret key {}: {reason}", path.display())]
     SecretKeyFile {
         path: std::path::PathBuf,
@@ -113,15 +121,17 @@ pub fn parse_public_keys(text: &str) -> Result<Vec<PublicKey>, SignError> {
 }
 
 /// An Ed25519 secret key. The key material is wiped when dropped.
+#[cfg(feature = "writer")]
 pub struct SecretKey {
     key: SigningKey,
 }
 
+#[cfg(feature = "writer")]
 impl SecretKey {
     /// A fresh key from the kernel's random source.
     pub fn generate() -> Result<SecretKey, SignError> {
         let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut()).map_err(|e| SignError::Random(e.to_string()))?;
+        crate::fsutil::fill_random(seed.as_mut()).map_err(|e| SignError::Random(e.to_string()))?;
         Ok(SecretKey {
             key: SigningKey::from_bytes(&seed),
         })
@@ -229,6 +239,7 @@ pub fn signatures(commitmeta: &CommitMeta) -> Option<Vec<Vec<u8>>> {
 
 /// Appends `sig` to the detached metadata's signatures, keeping every other key and
 /// signature.
+#[cfg(feature = "writer")]
 pub fn add_signature(commitmeta: &mut CommitMeta, sig: &[u8; 64]) {
     let mut sigs = signatures(commitmeta).unwrap_or_default();
     sigs.push(sig.to_vec());

@@ -4,7 +4,6 @@
 use std::fs;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 mod common;
@@ -57,41 +56,6 @@ impl DigestSource for TestDigests {
     }
 }
 
-/// ostree's tests/test-composefs.sh tree (setup_test_repository without whiteouts).
-fn build_source(src: &Path) {
-    for d in ["baz/deeper", "baz/another", "baz/sub1", "baz/sub2"] {
-        fs::create_dir_all(src.join(d)).unwrap();
-    }
-    let files: &[(&str, &str, u32)] = &[
-        ("firstfile", "first\n", 0o644),
-        ("baz/cow", "moo\n", 0o644),
-        ("baz/cowro", "mooro\n", 0o600),
-        ("baz/saucer", "alien\n", 0o644),
-        ("baz/deeper/ohyeah", "hi\n", 0o644),
-        ("baz/deeper/ohyeahx", "hix\n", 0o755),
-        ("baz/another/y", "x\n", 0o644),
-        ("baz/sub1/duplicate_a", "SAME_CONTENT\n", 0o644),
-        ("baz/sub1/duplicate_b", "SAME_CONTENT\n", 0o644),
-        ("baz/sub2/duplicate_c", "SAME_CONTENT\n", 0o644),
-    ];
-    for (p, c, m) in files {
-        fs::write(src.join(p), c).unwrap();
-        fs::set_permissions(src.join(p), fs::Permissions::from_mode(*m)).unwrap();
-    }
-    symlink("nosuchfile", src.join("somelink")).unwrap();
-    symlink("nonexistent", src.join("baz/alink")).unwrap();
-    for d in [
-        "",
-        "baz",
-        "baz/deeper",
-        "baz/another",
-        "baz/sub1",
-        "baz/sub2",
-    ] {
-        fs::set_permissions(src.join(d), fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
-
 /// A composefs-dump(5)-like line: path size mode nlink uid gid rdev mtime payload
 /// content digest.
 fn dump_line(t: &Tree, path: &str) -> String {
@@ -120,7 +84,7 @@ fn dump_line(t: &Tree, path: &str) -> String {
 fn make_repo(d: &Path) -> (PathBuf, String) {
     let src = d.join("src");
     let repo = d.join("repo");
-    build_source(&src);
+    ostree_boot_test_support::composefs_sh_tree(&src);
     let repo_s = repo.to_str().unwrap();
     run(&["ostree", "init", "--repo", repo_s, "--mode=bare-user"]);
     let csum = run(&[

@@ -2,7 +2,7 @@
 //! composefs digest metadata, and Ed25519 signatures checked by OpenSSL.
 
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -30,37 +30,7 @@ fn ours_ok(args: &[&str]) -> String {
 /// ostree's tests/test-composefs.sh tree, committed as that test does.
 fn test_repo(d: &Path) -> PathBuf {
     let src = d.join("src");
-    for sub in ["baz/deeper", "baz/another", "baz/sub1", "baz/sub2"] {
-        fs::create_dir_all(src.join(sub)).unwrap();
-    }
-    let files: &[(&str, &str, u32)] = &[
-        ("firstfile", "first\n", 0o644),
-        ("baz/cow", "moo\n", 0o644),
-        ("baz/cowro", "mooro\n", 0o600),
-        ("baz/saucer", "alien\n", 0o644),
-        ("baz/deeper/ohyeah", "hi\n", 0o644),
-        ("baz/deeper/ohyeahx", "hix\n", 0o755),
-        ("baz/another/y", "x\n", 0o644),
-        ("baz/sub1/duplicate_a", "SAME_CONTENT\n", 0o644),
-        ("baz/sub1/duplicate_b", "SAME_CONTENT\n", 0o644),
-        ("baz/sub2/duplicate_c", "SAME_CONTENT\n", 0o644),
-    ];
-    for (p, c, m) in files {
-        fs::write(src.join(p), c).unwrap();
-        fs::set_permissions(src.join(p), fs::Permissions::from_mode(*m)).unwrap();
-    }
-    symlink("nosuchfile", src.join("somelink")).unwrap();
-    symlink("nonexistent", src.join("baz/alink")).unwrap();
-    for sub in [
-        "",
-        "baz",
-        "baz/deeper",
-        "baz/another",
-        "baz/sub1",
-        "baz/sub2",
-    ] {
-        fs::set_permissions(src.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    ostree_boot_test_support::composefs_sh_tree(&src);
     let repo = d.join("repo");
     let r = repo.to_str().unwrap();
     run(&["ostree", "init", "--repo", r, "--mode=bare-user"]);

@@ -213,38 +213,13 @@ fn deployed_images_match_2026_both_verity_states() {
     }
 }
 
-/// ostree's tests/test-composefs.sh tree (setup_test_repository's test2, no whiteouts).
-fn test2_tree(src: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for d in ["baz/deeper", "baz/another", "baz/sub1", "baz/sub2"] {
-        fs::create_dir_all(src.join(d)).unwrap();
-    }
-    for (p, c, m) in [
-        ("firstfile", "first\n", 0o644),
-        ("baz/cow", "moo\n", 0o644),
-        ("baz/cowro", "mooro\n", 0o600),
-        ("baz/saucer", "alien\n", 0o644),
-        ("baz/deeper/ohyeah", "hi\n", 0o644),
-        ("baz/deeper/ohyeahx", "hix\n", 0o755),
-        ("baz/another/y", "x\n", 0o644),
-        ("baz/sub1/duplicate_a", "SAME_CONTENT\n", 0o644),
-        ("baz/sub1/duplicate_b", "SAME_CONTENT\n", 0o644),
-        ("baz/sub2/duplicate_c", "SAME_CONTENT\n", 0o644),
-    ] {
-        fs::write(src.join(p), c).unwrap();
-        fs::set_permissions(src.join(p), fs::Permissions::from_mode(m)).unwrap();
-    }
-    std::os::unix::fs::symlink("nosuchfile", src.join("somelink")).unwrap();
-    std::os::unix::fs::symlink("nonexistent", src.join("baz/alink")).unwrap();
-}
-
 /// Upstream's own composefs test, run by upstream and by us on the same commit: both give
 /// the digest tests/test-composefs.sh pins.
 #[test]
 fn test_composefs_sh_digest_matches_2026() {
     let Some(f) = fixture() else { return };
     let src = f.dir.join("test2");
-    test2_tree(&src);
+    ostree_boot_test_support::composefs_sh_tree(&src);
     let repo = f.dir.join("repo");
     let r = format!("--repo={}", repo.display());
     f.ostree(&[&r, "init", "--mode=bare-user"]);

@@ -519,3 +519,26 @@ fn overlay_initrd_staged_by_ostree() {
     }
     assert_same(&snaps[0].0, &snaps[1].0, "overlay initrd");
 }
+
+/// A commit whose version would add lines to the boot entry is refused on the staged
+/// path as on a plain deploy, before anything is staged.
+#[test]
+fn newline_in_commit_version_is_refused_when_staging() {
+    let Some(b) = booted() else { return };
+    let csum = commit(&b.sysroot, &b.tree, "2.0\noptions init=/bin/sh");
+    let before = entries(&b.sysroot);
+    b.run(
+        "if $OURS deploy --stage testos/stable 2>/tmp/stage-err; then exit 1; fi
+test ! -e /run/ostree/staged-deployment",
+    )
+    .unwrap();
+    let err = b.out("stage-err");
+    assert!(
+        err.contains(&format!(
+            "boot entry for commit {csum}: version \"2.0\\noptions init=/bin/sh\" refused: it contains a control character"
+        )),
+        "{err}"
+    );
+    assert_eq!(entries(&b.sysroot), before);
+    assert_eq!(deploy_dir_count(&b.sysroot), 1);
+}

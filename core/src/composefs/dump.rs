@@ -14,13 +14,12 @@
 //! The input is untrusted: everything is bounds-checked, nothing panics, and memory is
 //! proportional to the input (xattrs per line are capped like upstream).
 
+use super::format::MAX_INLINE_CONTENT;
 use super::tree::{Node, NodeId, ROOT, Timespec, Tree, TreeError, Xattr, mode};
 use std::collections::HashMap;
 
 /// Longest symlink target or payload (`PATH_MAX - 1`).
 pub const MAX_PAYLOAD: usize = 4095;
-/// Longest inline content (`LCFS_INLINE_CONTENT_MAX`).
-pub const MAX_INLINE_CONTENT: usize = 5000;
 /// Longest xattr name (`XATTR_NAME_MAX`).
 pub const MAX_XATTR_NAME: usize = 255;
 /// Budget of a node's xattrs from external input (`LCFS_INODE_EXTERNAL_XATTR_MAX`),

@@ -1,6 +1,9 @@
 //! On-disk constants and helpers of the EROFS composefs image (composefs 1.0.8
 //! `lcfs-erofs.h`, `erofs_fs.h`), shared by the writer and the reader.
 
+/// Longest inline content (`LCFS_INLINE_CONTENT_MAX`).
+pub const MAX_INLINE_CONTENT: usize = 5000;
+
 pub const BLOCK_SIZE: u64 = 4096;
 pub const BLOCK_BITS: u32 = 12;
 pub const SLOT_SIZE: u64 = 32;
@@ -63,6 +66,7 @@ pub const XATTR_PREFIXES: [(&[u8], u8); 5] = [
 ];
 
 /// `(index, suffix)` of an xattr name.
+#[cfg(feature = "writer")]
 pub fn xattr_index(key: &[u8]) -> (u8, &[u8]) {
     for (p, i) in XATTR_PREFIXES {
         if let Some(rest) = key.strip_prefix(p) {
@@ -91,6 +95,7 @@ pub fn round_up(x: u64, to: u64) -> u64 {
 }
 
 /// The 32-bit xxHash the kernel uses for the xattr name filter.
+#[cfg(feature = "writer")]
 pub fn xxh32(input: &[u8], seed: u32) -> u32 {
     const P1: u32 = 2654435761;
     const P2: u32 = 2246822519;
@@ -151,6 +156,7 @@ pub fn xxh32(input: &[u8], seed: u32) -> u32 {
 
 /// `(chunk bits, chunk count)` for a file without data of this size
 /// (`erofs_compute_chunking`): one chunk where possible, at least a block.
+#[cfg(feature = "writer")]
 pub fn chunking(size: u64) -> (u32, u64) {
     let ilog = if size <= 1 {
         0

@@ -9,7 +9,6 @@
 //! the number of directory entries is bounded by the image size, and paths are capped,
 //! so a hostile image gives an error, never a panic, a loop or an outsized allocation.
 
-use super::dump::MAX_INLINE_CONTENT;
 use super::format::*;
 use super::tree::{Node, NodeId, ROOT, Timespec, Tree, TreeError, Xattr, mode};
 use std::collections::HashMap;

@@ -14,7 +14,7 @@
 //! 3. inodes are laid out in breadth-first order, compact where the values fit,
 //!    xattrs used more than once shared, tails inlined where they fit in the block.
 
-use super::dump::{MAX_INLINE_CONTENT, MAX_PAYLOAD, MAX_XATTR_BUDGET, XattrBudget, XattrSetError};
+use super::dump::{MAX_PAYLOAD, MAX_XATTR_BUDGET, XattrBudget, XattrSetError};
 use super::format::*;
 use super::tree::{NodeId, ROOT, Timespec, Tree, mode};
 use std::borrow::Cow;

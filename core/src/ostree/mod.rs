@@ -2,7 +2,9 @@
 //! composefs tree of a commit, and `/run/ostree-booted`.
 
 pub mod booted;
+#[cfg(feature = "writer")]
 pub mod checkout;
 pub mod objects;
 pub mod repo;
+#[cfg(feature = "writer")]
 pub mod staged;

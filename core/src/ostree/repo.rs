@@ -136,6 +136,7 @@ impl FileObject {
 }
 
 /// One entry met while walking a commit's tree.
+#[cfg(feature = "writer")]
 #[derive(Clone, Debug)]
 pub enum WalkEntry<'a> {
     Dir {
@@ -349,12 +350,14 @@ impl Repo {
 
     /// Whether `rev` names a ref (as opposed to a checksum): the ref [`Repo::set_ref`]
     /// would move.
+    #[cfg(feature = "writer")]
     pub fn is_ref(&self, rev: &str) -> bool {
         let checksum = rev.len() == 64 && rev.bytes().all(|b| b.is_ascii_hexdigit());
         !checksum && !rev.contains('^')
     }
 
     /// All refs: local ones by name, remote ones as `remote:name`, sorted.
+    #[cfg(feature = "writer")]
     pub fn list_refs(&self) -> Result<Vec<(String, Checksum)>, RepoError> {
         fn walk(
             dir: &Path,
@@ -548,7 +551,11 @@ impl Repo {
         };
         Ok(FileObject { header, size, path })
     }
+}
 
+/// Walking a commit for a checkout, and writing objects and refs: writers only.
+#[cfg(feature = "writer")]
+impl Repo {
     /// Walks a commit's tree depth-first in ostree's order (files, then subdirectories,
     /// each by name), calling `f` with the path (`/` for the root) and the entry.
     pub fn walk_commit(

@@ -77,6 +77,29 @@ fn copy_object(obj: &FileObject, dest: &Path) -> Result<()> {
         }
         m => bail!("{}: unsupported file type {:o}", obj.path.display(), m),
     }
+    let made = match h.mode & S_IFMT {
+        S_IFLNK => Made::Symlink,
+        _ => Made::File,
+    };
+    set_recorded_meta(obj, dest, made)
+}
+
+/// What the checkout created at a path, which decides how its mode can be set.
+#[derive(Clone, Copy)]
+enum Made {
+    /// Linux has no permissions on a symlink to set.
+    Symlink,
+    /// Opened without following a link, so the mode goes onto this inode.
+    File,
+    /// A whiteout device cannot be opened (it is 0:0): set by path, just after mknod.
+    Whiteout,
+}
+
+/// Gives what the checkout created at `dest` for `obj` the xattrs, owner and
+/// permission bits ostree recorded for the object.
+fn set_recorded_meta(obj: &FileObject, dest: &Path, made: Made) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let h = &obj.header;
     let xattrs: Vec<_> = h
         .xattrs
         .iter()
@@ -85,14 +108,17 @@ fn copy_object(obj: &FileObject, dest: &Path) -> Result<()> {
     super::fsutil::set_xattrs(dest, &xattrs)?;
     std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid))
         .with_context(|| format!("chown {}", dest.display()))?;
-    if h.mode & S_IFMT == S_IFREG {
-        rustix::fs::fchmod(
+    let perms = h.mode & 0o7777;
+    match made {
+        Made::Symlink => Ok(()),
+        Made::File => rustix::fs::fchmod(
             open_nofollow(dest, false)?,
-            rustix::fs::Mode::from_raw_mode(h.mode & 0o7777),
+            rustix::fs::Mode::from_raw_mode(perms),
         )
-        .with_context(|| format!("chmod {}", dest.display()))?;
+        .map_err(Into::into),
+        Made::Whiteout => fs::set_permissions(dest, fs::Permissions::from_mode(perms)),
     }
-    Ok(())
+    .with_context(|| format!("chmod {}", dest.display()))
 }
 
 /// How ostree stores an overlayfs whiteout in a commit: an empty file `.ostree-wh.NAME`.
@@ -102,26 +128,15 @@ const OVERLAY_WHITEOUT_PREFIX: &str = ".ostree-wh.";
 /// for, with the file's mode, owner and xattrs: upstream's deploy checks out with
 /// `process_passthrough_whiteouts`.
 fn whiteout(obj: &FileObject, dest: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let h = &obj.header;
     rustix::fs::mknodat(
         rustix::fs::CWD,
         dest,
         rustix::fs::FileType::CharacterDevice,
-        rustix::fs::Mode::from_raw_mode(h.mode & 0o7777),
+        rustix::fs::Mode::from_raw_mode(obj.header.mode & 0o7777),
         0,
     )
     .with_context(|| format!("creating the whiteout {}", dest.display()))?;
-    let xattrs: Vec<_> = h
-        .xattrs
-        .iter()
-        .map(|x| (x.name.clone(), x.value.clone()))
-        .collect();
-    super::fsutil::set_xattrs(dest, &xattrs)?;
-    std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid))
-        .with_context(|| format!("chown {}", dest.display()))?;
-    fs::set_permissions(dest, fs::Permissions::from_mode(h.mode & 0o7777))
-        .with_context(|| format!("chmod {}", dest.display()))
+    set_recorded_meta(obj, dest, Made::Whiteout)
 }
 
 /// What a checkout did, for the summary line.

@@ -27,6 +27,7 @@ use ostree_boot::beneath::{Dir, Resolve};
 use ostree_boot::deployment::DeployName;
 use ostree_boot::keyfile::KeyFile;
 use ostree_boot::layout::{self, BootEntry, Deployment, EntryNaming, Kargs, SysrootState};
+use ostree_boot::ostree::objects::{Checksum, Commit};
 use ostree_boot::ostree::repo::Repo;
 use rustix::fs::FileType;
 use std::ffi::OsStr;
@@ -494,6 +495,42 @@ fn init_backing(srdir: &Path, name: &str, deploy_root: &Path) -> Result<()> {
     }
 }
 
+/// The commit a deployment is made of, loaded from the sysroot's repository.
+pub(crate) struct Source {
+    pub(crate) repo: Repo,
+    pub(crate) csum: Checksum,
+    /// `csum` as deployment names and messages spell it.
+    pub(crate) hex: String,
+    pub(crate) commit: Commit,
+    /// The commit's `version` metadata, known to fit in a boot entry's title.
+    pub(crate) version: Option<String>,
+}
+
+/// Opens the sysroot's repository and loads the commit `rev` names (a ref or a
+/// checksum). The version goes into the entry's title: a hostile one is refused here,
+/// before any work, on every path that makes a deployment.
+pub(crate) fn load_source(sysroot: &Path, rev: &str) -> Result<Source> {
+    let repo = Repo::open(sysroot.join("ostree/repo")).context("opening the repository")?;
+    let csum = repo
+        .resolve_rev(rev)
+        .with_context(|| format!("resolving {rev:?}"))?;
+    let hex = hex::encode(csum);
+    let (_bytes, commit) = repo
+        .load_commit(&csum)
+        .with_context(|| format!("loading commit {hex}"))?;
+    let version = commit.metadata.get("version").and_then(|v| v.as_str());
+    if let Some(v) = &version {
+        ostree_boot::bls::check_field("version", v, &hex)?;
+    }
+    Ok(Source {
+        repo,
+        csum,
+        hex,
+        commit,
+        version,
+    })
+}
+
 /// `ostree-composefs deploy`.
 pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
     deploy_in(opts, begin_change(&opts.sysroot)?)
@@ -512,19 +549,13 @@ pub fn deploy_in(opts: &DeployOptions, change: Change) -> Result<DeployResult> {
     checkpoint("start")?;
     let sr = resolve_stateroot(sysroot, opts.stateroot.as_deref(), booted.as_ref())?;
 
-    let repo = Repo::open(sysroot.join("ostree/repo")).context("opening the repository")?;
-    let csum_b = repo
-        .resolve_rev(&opts.rev)
-        .with_context(|| format!("resolving {:?}", opts.rev))?;
-    let csum = hex::encode(csum_b);
-    let (_commit_bytes, commit) = repo
-        .load_commit(&csum_b)
-        .with_context(|| format!("loading commit {csum}"))?;
-    let version = commit.metadata.get("version").and_then(|v| v.as_str());
-    // The version goes into the entry's title: refuse a hostile one before any work.
-    if let Some(v) = &version {
-        ostree_boot::bls::check_field("version", v, &csum)?;
-    }
+    let Source {
+        repo,
+        csum: csum_b,
+        hex: csum,
+        commit,
+        version,
+    } = load_source(sysroot, &opts.rev)?;
 
     let merge = merge_deployment(&state, &sr, booted.as_ref()).cloned();
     let serial = allocate_deployserial(sysroot, &sr, &csum)?;

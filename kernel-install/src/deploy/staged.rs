@@ -102,15 +102,13 @@ pub fn stage_in(
     };
     let previous = read_staged(Some(&booted))?;
     let sr = super::resolve_stateroot(sysroot, opts.stateroot.as_deref(), Some(&booted))?;
-    let repo = Repo::open(sysroot.join("ostree/repo")).context("opening the repository")?;
-    let csum_b = repo
-        .resolve_rev(&opts.rev)
-        .with_context(|| format!("resolving {:?}", opts.rev))?;
-    let csum = hex::encode(csum_b);
-    let (_bytes, commit) = repo
-        .load_commit(&csum_b)
-        .with_context(|| format!("loading commit {csum}"))?;
-    let version = commit.metadata.get("version").and_then(|v| v.as_str());
+    let super::Source {
+        repo,
+        csum: csum_b,
+        hex: csum,
+        commit,
+        version,
+    } = super::load_source(sysroot, &opts.rev)?;
     let merge = super::merge_deployment(&state, &sr, Some(&booted)).cloned();
     let serial = super::allocate_deployserial(sysroot, &sr, &csum)?;
     let name = format!("{csum}.{serial}");

@@ -135,6 +135,38 @@ pub fn write(p: &Path, s: &str) {
     std::fs::write(p, s).unwrap();
 }
 
+/// ostree's tests/test-composefs.sh tree (`setup_test_repository`'s test2 without
+/// whiteouts) at `src`, with explicit modes so that the umask cannot change its digest.
+pub fn composefs_sh_tree(src: &Path) {
+    use std::fs;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dirs = ["baz/deeper", "baz/another", "baz/sub1", "baz/sub2"];
+    for d in dirs {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    let files: &[(&str, &str, u32)] = &[
+        ("firstfile", "first\n", 0o644),
+        ("baz/cow", "moo\n", 0o644),
+        ("baz/cowro", "mooro\n", 0o600),
+        ("baz/saucer", "alien\n", 0o644),
+        ("baz/deeper/ohyeah", "hi\n", 0o644),
+        ("baz/deeper/ohyeahx", "hix\n", 0o755),
+        ("baz/another/y", "x\n", 0o644),
+        ("baz/sub1/duplicate_a", "SAME_CONTENT\n", 0o644),
+        ("baz/sub1/duplicate_b", "SAME_CONTENT\n", 0o644),
+        ("baz/sub2/duplicate_c", "SAME_CONTENT\n", 0o644),
+    ];
+    for (p, c, m) in files {
+        fs::write(src.join(p), c).unwrap();
+        fs::set_permissions(src.join(p), fs::Permissions::from_mode(*m)).unwrap();
+    }
+    symlink("nosuchfile", src.join("somelink")).unwrap();
+    symlink("nonexistent", src.join("baz/alink")).unwrap();
+    for d in ["", "baz"].into_iter().chain(dirs) {
+        fs::set_permissions(src.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
