@@ -453,3 +453,162 @@ fn explicit_path_must_be_the_partition() {
     assert!(!o.status.success());
     assert!(err.contains("/nonexistent-esp: not a directory"), "{err}");
 }
+
+/// The ostree entries of a partition snapshot (name → text): all of `loader/entries`
+/// but the other OS's entry, which must be there unchanged.
+fn ostree_set(snap: &Path) -> BTreeMap<String, String> {
+    let mut m = esp_entries(snap);
+    assert_eq!(
+        m.remove("other.conf").as_deref(),
+        Some("title Other\nlinux /other/vmlinuz\n")
+    );
+    m
+}
+
+/// Every entry of the set boots: its kernel and initrd are on the partition with the
+/// bytes the sysroot (or, for files already cleaned up there, the template) has, and
+/// its `ostree=` bootlink resolves to a complete deployment.
+fn check_bootable(
+    set: &BTreeMap<String, String>,
+    snap: &Path,
+    sysroot: &Path,
+    template: &Path,
+    what: &str,
+) {
+    for (name, text) in set {
+        for l in text.lines() {
+            if let Some(p) = l
+                .strip_prefix("linux ")
+                .or_else(|| l.strip_prefix("initrd "))
+            {
+                let rel = p.trim_start_matches('/');
+                let want = fs::read(sysroot.join("boot").join(rel))
+                    .or_else(|_| fs::read(template.join("boot").join(rel)))
+                    .unwrap_or_else(|e| panic!("{what}: {name}: {p} in no boot/: {e}"));
+                let got = fs::read(snap.join(rel))
+                    .unwrap_or_else(|e| panic!("{what}: {name}: {p} not on the partition: {e}"));
+                assert!(got == want, "{what}: {name}: {p} differs");
+            }
+            if let Some(o) = l.strip_prefix("options ") {
+                let link = o
+                    .rsplit_once("ostree=")
+                    .unwrap()
+                    .1
+                    .split(' ')
+                    .next()
+                    .unwrap();
+                let d = sysroot.join(link.trim_start_matches('/'));
+                assert!(
+                    d.join("usr/lib/os-release").is_file(),
+                    "{what}: {name}: {link} does not resolve to a deployment"
+                );
+            }
+        }
+    }
+}
+
+/// SIGKILL at every checkpoint of `kernel-install add` onto a partition with no mirror
+/// yet (`first`) or with one: afterwards `loader/entries` holds the complete old set or
+/// the complete new set, every file each names is there with the right bytes, and a
+/// rerun completes, leaving no staging directory.
+fn killed_at_every_checkpoint(first: bool) {
+    let Some(e) = setup("") else { return };
+    e.write_tries("3\n");
+    if !first {
+        e.add(KVER, "our kernel\n");
+    }
+    // The starting point, copied back before every run.
+    let template = e.t.path().join("template");
+    copy_tree(&e.sysroot, &template);
+    let img0 = e.t.path().join("esp0.img");
+    fs::copy(&e.img, &img0).unwrap();
+    e.on_esp("true");
+    let old = ostree_set(&e.snap());
+    let reset = || {
+        remove_sysroot(&e.sysroot);
+        copy_tree(&template, &e.sysroot);
+        fs::copy(&img0, &e.img).unwrap();
+    };
+    let script = e.add_script(KVER2, "another kernel\n");
+    // The mirror of the sysroot as it was, which every change first brings the
+    // partition to (the same as `old` once there is a mirror): a run stopped right
+    // after that shows it.
+    let o = e.on_esp_output(&script, &[("OSTREE_COMPOSEFS_FAULT", "start")]);
+    assert!(!o.status.success());
+    let synced_old = ostree_set(&e.snap());
+    if !first {
+        assert_eq!(synced_old, old);
+    }
+    reset();
+    let o = e.on_esp_output(&script, &[("OSTREE_COMPOSEFS_FAULT_TRACE", "1")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let new = ostree_set(&e.snap());
+    assert_ne!(new, old);
+    let mut points: Vec<(String, u32)> = Vec::new();
+    for l in String::from_utf8_lossy(&o.stderr).lines() {
+        if let Some(name) = l
+            .strip_prefix("checkpoint ")
+            .and_then(|r| r.split(' ').next())
+        {
+            let n = points.iter().filter(|(p, _)| p == name).count() as u32 + 1;
+            points.push((name.to_string(), n));
+        }
+    }
+    for want in [
+        "vfat-kernel-copied",
+        "vfat-entry-written",
+        "vfat-before-swap",
+        "vfat-after-swap",
+        "vfat-old-removed",
+        "vfat-done",
+    ] {
+        assert!(
+            points.iter().any(|(p, _)| p == want),
+            "{want} not passed: {points:?}"
+        );
+    }
+    if first {
+        assert!(points.iter().any(|(p, _)| p == "vfat-loader-conf-written"));
+    }
+    let (mut saw_old, mut saw_new) = (0, 0);
+    // The set the partition holds after each kill: `old` (or the mirror of the
+    // sysroot as it was) or `new`, nothing in between.
+    for (name, n) in &points {
+        let what = format!("killed at {name}:{n}");
+        reset();
+        let o = e.on_esp_output(
+            &script,
+            &[("OSTREE_COMPOSEFS_FAULT", &format!("{name}:{n}"))],
+        );
+        assert!(!o.status.success(), "{what}: not killed");
+        let now = ostree_set(&e.snap());
+        if now == old || now == synced_old {
+            saw_old += 1;
+        } else {
+            assert_eq!(now, new, "{what}: neither the old nor the new set");
+            saw_new += 1;
+        }
+        check_bootable(&now, &e.snap(), &e.sysroot, &template, &what);
+        e.on_esp(&script);
+        check_mirror(&e.sysroot, &e.snap());
+        assert!(
+            !e.snap().join("loader").join("entries.ostree-new").exists(),
+            "{what}"
+        );
+    }
+    eprintln!(
+        "{} kills: {saw_old} left the old set, {saw_new} the new one",
+        points.len()
+    );
+    assert!(saw_old > 0 && saw_new > 0);
+}
+
+#[test]
+fn first_mirror_killed_at_every_checkpoint() {
+    killed_at_every_checkpoint(true);
+}
+
+#[test]
+fn mirror_update_killed_at_every_checkpoint() {
+    killed_at_every_checkpoint(false);
+}
