@@ -130,6 +130,7 @@ impl Env {
             .env("KERNEL_INSTALL_PLUGINS", plugin())
             .env("OSTREE_COMPOSEFS", BIN)
             .env("BIN", BIN)
+            .env("SYSROOT", &self.sysroot)
             .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &self.kiroot)
             .env("SYSTEMD_RELAX_ESP_CHECKS", "1");
         if !self.vfat {
@@ -288,6 +289,15 @@ pub fn check_mirror(sysroot: &Path, snap: &Path) -> BTreeMap<String, (String, St
         .collect();
     loader.sort();
     assert_eq!(loader, ["entries", "loader.conf"]);
+    // Nothing else at the top: not even the `<machine-id>/<kver>` directory
+    // kernel-install makes for the plugins (ext4's lost+found aside).
+    let mut top: Vec<String> = fs::read_dir(snap)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lost+found")
+        .collect();
+    top.sort();
+    assert_eq!(top, ["loader", "ostree"]);
     ours
 }
 
@@ -425,6 +435,37 @@ fn boot_counters() {
     let names: Vec<&str> = m.values().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["ostree-1.conf", "ostree-2+2-1.conf"]);
     assert_eq!(id_of(&m, "ostree-2"), first_id);
+}
+
+#[test]
+fn deploy_and_undeploy_cli() {
+    let Some(e) = setup("") else { return };
+    e.write_tries("2\n");
+    let out = e.on_esp("\"$BIN\" deploy --sysroot \"$SYSROOT\" --vfat-boot \"$ESP\" testos/stable");
+    assert!(out.contains("Deployed testos/"), "{out}");
+    let m = check_mirror(&e.sysroot, &e.snap());
+    let names: Vec<&str> = m.values().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["ostree-1+2.conf", "ostree-2+2.conf"]);
+    e.on_esp("\"$BIN\" undeploy --sysroot \"$SYSROOT\" --vfat-boot \"$ESP\" 1");
+    let m = check_mirror(&e.sysroot, &e.snap());
+    assert_eq!(m.len(), 1);
+    // Not a vfat filesystem (the scratch directory's), or staged: refused, nothing done.
+    let before = deployment_dirs(&e.sysroot);
+    let o = e.on_esp_output(
+        "\"$BIN\" deploy --sysroot \"$SYSROOT\" --vfat-boot \"$SYSROOT/..\" testos/stable",
+        &[("OSTREE_COMPOSEFS_VFAT_ANY_FS", "0")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("not a vfat filesystem"), "{err}");
+    let o = e.on_esp_output(
+        "\"$BIN\" deploy --sysroot \"$SYSROOT\" --stage --vfat-boot \"$ESP\" testos/stable",
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("--stage"), "{err}");
+    assert_eq!(deployment_dirs(&e.sysroot), before);
 }
 
 #[test]
@@ -569,6 +610,14 @@ fn killed_at_every_checkpoint(first: bool) {
     }
     if first {
         assert!(points.iter().any(|(p, _)| p == "vfat-loader-conf-written"));
+    } else {
+        // The partition already mirrors the sysroot: the change's first pass over it
+        // rewrites nothing.
+        let start = points.iter().position(|(p, _)| p == "start").unwrap();
+        assert!(
+            !points[..start].iter().any(|(p, _)| p == "vfat-entry-written"),
+            "{points:?}"
+        );
     }
     let (mut saw_old, mut saw_new) = (0, 0);
     // The set the partition holds after each kill: `old` (or the mirror of the

@@ -15,7 +15,7 @@
 //! the sysroot's switch and the mirror's is completed before anything the old mirror
 //! still boots is cleaned up).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -316,17 +316,23 @@ fn copy_kernel_file(src: &Path, dst: &Path) -> Result<()> {
     checkpoint("vfat-kernel-copied")
 }
 
-/// Boot counters by deployment (`<stateroot>/<csum>.<serial>`); `None`: blessed.
-type Counters = HashMap<String, Option<Counter>>;
+/// The entries now on the partition.
+#[derive(Default)]
+struct Live {
+    /// Boot counters of the ostree entries by deployment (`<stateroot>/<csum>.<serial>`);
+    /// `None`: blessed (or never counted).
+    counters: HashMap<String, Option<Counter>>,
+    /// The ostree entries: name → text.
+    ours: BTreeMap<String, String>,
+    /// The names of the other entries, carried over as they are.
+    foreign: Vec<String>,
+}
 
-/// The counters of the ostree entries now on the partition, by deployment, and the
-/// names of the other entries (carried over as they are).
-fn read_mirror(entries: &Path) -> Result<(Counters, Vec<String>)> {
-    let mut counters = HashMap::new();
-    let mut foreign = Vec::new();
+fn read_mirror(entries: &Path) -> Result<Live> {
+    let mut live = Live::default();
     let rd = match fs::read_dir(entries) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((counters, foreign)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(live),
         Err(e) => return Err(e).with_context(|| format!("reading {}", entries.display())),
     };
     for ent in rd {
@@ -343,22 +349,23 @@ fn read_mirror(entries: &Path) -> Result<(Counters, Vec<String>)> {
         let ours = name.starts_with(sdboot::ENTRY_PREFIX) && name.ends_with(".conf");
         if !ours {
             if !fsutil::is_temp_name(&name) {
-                foreign.push(name);
+                live.foreign.push(name);
             }
             continue;
         }
         let bytes = ostree_boot::fsutil::read_regular(&p, ostree_boot::fsutil::ReadKind::Config)
             .with_context(|| format!("reading {}", p.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         if let (Some(id), Some((_, counter))) = (
             sdboot::read_identity(&text),
             sdboot::split_entry_name(&name),
         ) {
-            counters.insert(id.to_string(), counter);
+            live.counters.insert(id.to_string(), counter);
         }
+        live.ours.insert(name, text);
     }
-    foreign.sort();
-    Ok((counters, foreign))
+    live.foreign.sort();
+    Ok(live)
 }
 
 /// Makes the partition at `m.root` mirror the sysroot's active entries.
@@ -372,17 +379,32 @@ pub fn sync(sysroot: &Path, m: &Mirror) -> Result<()> {
     // Whatever is at the staging name is a leftover: a partial new set, or the old set
     // of an exchange whose cleanup did not happen. loader/entries is the live one.
     fsutil::remove_tree(&staging)?;
-    let (counters, foreign) = read_mirror(&entries)?;
+    let live = read_mirror(&entries)?;
 
     let mut files = BTreeSet::new();
     let mut texts = Vec::new();
     for a in &active {
         let text = mirror_text(a, &mut files)?;
-        let counter = match counters.get(&a.identity) {
+        let counter = match live.counters.get(&a.identity) {
             Some(c) => *c,
             None => m.tries.map(|left| Counter { left, done: None }),
         };
         texts.push((sdboot::entry_name(&a.base, counter), text));
+    }
+    let conf = loader.join("loader.conf");
+    // Already the mirror of this configuration (every change begins by bringing the
+    // partition up to date, and mostly finds it so): nothing is rewritten.
+    let wanted: BTreeMap<String, String> = texts.iter().cloned().collect();
+    if live.ours == wanted
+        && fs::symlink_metadata(&conf).is_ok()
+        && files.iter().all(|rel| {
+            match (fs::metadata(boot.join(rel)), fs::metadata(root.join(rel))) {
+                (Ok(a), Ok(b)) => b.is_file() && a.len() == b.len(),
+                _ => false,
+            }
+        })
+    {
+        return remove_unreferenced(root, &files);
     }
     for rel in &files {
         copy_kernel_file(&boot.join(rel), &root.join(rel))?;
@@ -392,14 +414,13 @@ pub fn sync(sysroot: &Path, m: &Mirror) -> Result<()> {
     }
 
     fs::create_dir_all(&loader).with_context(|| format!("mkdir {}", loader.display()))?;
-    let conf = loader.join("loader.conf");
     if fs::symlink_metadata(&conf).is_err() {
         write_synced(&conf, LOADER_CONF.as_bytes())?;
         checkpoint("vfat-loader-conf-written")?;
     }
 
     fs::create_dir(&staging).with_context(|| format!("mkdir {}", staging.display()))?;
-    for name in &foreign {
+    for name in &live.foreign {
         let src = entries.join(name);
         let bytes = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
         write_synced(&staging.join(name), &bytes)?;
