@@ -615,7 +615,9 @@ fn killed_at_every_checkpoint(first: bool) {
         // rewrites nothing.
         let start = points.iter().position(|(p, _)| p == "start").unwrap();
         assert!(
-            !points[..start].iter().any(|(p, _)| p == "vfat-entry-written"),
+            !points[..start]
+                .iter()
+                .any(|(p, _)| p == "vfat-entry-written"),
             "{points:?}"
         );
     }
