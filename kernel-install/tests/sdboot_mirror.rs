@@ -663,3 +663,51 @@ fn first_mirror_killed_at_every_checkpoint() {
 fn mirror_update_killed_at_every_checkpoint() {
     killed_at_every_checkpoint(false);
 }
+
+/// The partition fills up while the mirror follows a switched sysroot: the change
+/// fails, nothing the old mirror boots is cleaned up, and the next change (here a
+/// `remove` of a kernel nothing boots) completes the mirror and then cleans up.
+#[test]
+fn full_partition_after_the_switch() {
+    let Some(e) = setup("") else { return };
+    e.add(KVER, "our kernel\n");
+    e.on_esp("true");
+    let old = ostree_set(&e.snap());
+    let template = e.t.path().join("template");
+    copy_tree(&e.sysroot, &template);
+    let big = "x".repeat(4 << 20);
+    let o = e.on_esp_output(
+        &format!(
+            "dd if=/dev/zero of=\"$ESP/filler\" bs=1M 2>/dev/null; sync; {}",
+            e.add_script(KVER2, &big)
+        ),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("writing the systemd-boot mirror"), "{err}");
+    // The sysroot switched (ostree sees the new deployment first), the partition did
+    // not, and what its entries boot is all still there.
+    let on_disk = || {
+        fs::read_dir(e.sysroot.join("ostree/deploy/testos/deploy"))
+            .unwrap()
+            .filter(|d| d.as_ref().unwrap().file_type().unwrap().is_dir())
+            .count()
+    };
+    let sys = sysroot_entries(&e.sysroot);
+    assert!(sys.values().any(|t| t.contains(KVER2)), "{sys:?}");
+    assert_eq!(
+        on_disk(),
+        3,
+        "the deployment only the old mirror boots was removed"
+    );
+    let mut now = ostree_set(&e.snap());
+    assert_eq!(now, old);
+    check_bootable(&now, &e.snap(), &e.sysroot, &template, "after ENOSPC");
+    e.on_esp("rm \"$ESP/filler\"; kernel-install -v remove 9.9.9-none");
+    now = ostree_set(&e.snap());
+    assert_ne!(now, old);
+    assert_eq!(on_disk(), 2);
+    let m = check_mirror(&e.sysroot, &e.snap());
+    assert!(m["ostree-2"].1.contains(KVER2), "{m:?}");
+}
