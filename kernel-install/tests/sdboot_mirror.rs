@@ -116,6 +116,17 @@ impl Env {
     /// namespace, kernel-install's environment set; snapshots the partition to
     /// `$SNAP` afterwards, whatever the script's status.
     pub fn on_esp_output(&self, script: &str, envs: &[(&str, &str)]) -> Output {
+        let o = self.esp_command(script, envs).output().unwrap();
+        assert_ne!(
+            o.status.code(),
+            Some(99),
+            "mount failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    fn esp_command(&self, script: &str, envs: &[(&str, &str)]) -> Command {
         let full = format!(
             "set -u\nmount -o loop \"$IMG\" \"$ESP\" || exit 99\ntrap 'rm -rf \"$SNAP\"; cp -r \"$ESP\" \"$SNAP\"; umount \"$ESP\"' EXIT\n{script}\n"
         );
@@ -139,14 +150,7 @@ impl Env {
         for (k, v) in envs {
             c.env(k, v);
         }
-        let o = c.output().unwrap();
-        assert_ne!(
-            o.status.code(),
-            Some(99),
-            "mount failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
+        c
     }
 
     pub fn on_esp(&self, script: &str) -> String {
@@ -710,4 +714,105 @@ fn full_partition_after_the_switch() {
     assert_eq!(on_disk(), 2);
     let m = check_mirror(&e.sysroot, &e.snap());
     assert!(m["ostree-2"].1.contains(KVER2), "{m:?}");
+}
+
+/// Temp files anywhere on the partition snapshot.
+fn temps(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(temps(&e.path()));
+        } else if name.ends_with(".tmp") {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// `kernel-install add` onto an existing mirror, its whole process group SIGKILLed at
+/// random moments (also in the middle of a kernel copy or an entry write, between
+/// checkpoints): the same invariants, and the rerun leaves no temp file.
+#[test]
+fn mirror_update_killed_at_random_moments() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let Some(e) = setup("") else { return };
+    e.write_tries("3\n");
+    e.add(KVER, "our kernel\n");
+    let template = e.t.path().join("template");
+    copy_tree(&e.sysroot, &template);
+    let img0 = e.t.path().join("esp0.img");
+    fs::copy(&e.img, &img0).unwrap();
+    e.on_esp("true");
+    let old = ostree_set(&e.snap());
+    let reset = || {
+        remove_sysroot(&e.sysroot);
+        copy_tree(&template, &e.sysroot);
+        fs::copy(&img0, &e.img).unwrap();
+    };
+    // A kernel big enough for a kill to land inside its copy now and then.
+    let script = e.add_script(KVER2, &"k".repeat(8 << 20));
+    e.on_esp(&script);
+    let new = ostree_set(&e.snap());
+    // How long mounting and kernel-install take, without the snapshot the exit trap
+    // makes (a SIGKILL skips it): kill delays are drawn below that.
+    reset();
+    let t0 = Instant::now();
+    let o = e
+        .esp_command(&format!("{script} >/dev/null 2>&1; kill -KILL $$"), &[])
+        .output()
+        .unwrap();
+    let full = t0.elapsed();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&o.status),
+        Some(9)
+    );
+    let runs: u64 = std::env::var("CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut seed: u64 = 0x2545f4914f6cdd1d;
+    let (mut saw_old, mut saw_new, mut leftovers) = (0, 0, 0);
+    for i in 0..runs {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % (full.as_micros() as u64 + 1));
+        reset();
+        let mut child = e
+            .esp_command(&script, &[])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        // The whole group: kernel-install, the plugin script and the binary.
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::KILL,
+        );
+        let st = child.wait().unwrap();
+        let what = format!("run {i}, killed after {delay:?} ({st})");
+        e.on_esp("true");
+        let now = ostree_set(&e.snap());
+        if now == old {
+            saw_old += 1;
+        } else {
+            assert_eq!(now, new, "{what}: neither the old nor the new set");
+            saw_new += 1;
+        }
+        check_bootable(&now, &e.snap(), &e.sysroot, &template, &what);
+        if !temps(&e.snap()).is_empty() {
+            leftovers += 1;
+        }
+        e.on_esp(&script);
+        check_mirror(&e.sysroot, &e.snap());
+        assert_eq!(temps(&e.snap()), Vec::<PathBuf>::new(), "{what}");
+    }
+    eprintln!(
+        "{runs} random kills (full run {full:?}): {saw_old} old set, {saw_new} new set, {leftovers} left temp files"
+    );
 }
