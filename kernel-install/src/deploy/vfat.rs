@@ -173,8 +173,16 @@ struct Active {
     /// File name without `.conf`.
     base: String,
     text: String,
-    /// `<stateroot>/<csum>.<serial>`.
-    identity: String,
+    stateroot: String,
+    /// `<csum>.<serial>`.
+    deploy_name: String,
+}
+
+impl Active {
+    /// `<stateroot>/<csum>.<serial>`, as the identity line names it.
+    fn identity(&self) -> String {
+        format!("{}/{}", self.stateroot, self.deploy_name)
+    }
 }
 
 fn read_active(sysroot: &Path) -> Result<Vec<Active>> {
@@ -188,13 +196,22 @@ fn read_active(sysroot: &Path) -> Result<Vec<Active>> {
     for ent in rd {
         let ent = ent.with_context(|| format!("reading {}", dir.display()))?;
         let name = ent.file_name().to_string_lossy().into_owned();
-        let Some(base) = name.strip_suffix(".conf") else {
+        // An ostree that counts boots itself (`boot-counting-tries`) names the
+        // sysroot's entries with a counter too: the mirror keeps its own.
+        let Some((base, _)) = sdboot::split_entry_name(&name) else {
             continue;
         };
         if !ent.file_type()?.is_file() {
             continue;
         }
         let p = ent.path();
+        if !base.starts_with(sdboot::ENTRY_PREFIX) {
+            // The mirror tells its entries from other systems' by this prefix.
+            bail!(
+                "{}: not an ostree entry name (ostree-*.conf); cannot mirror it",
+                p.display()
+            );
+        }
         let bytes = ostree_boot::fsutil::read_regular(&p, ostree_boot::fsutil::ReadKind::Config)
             .with_context(|| format!("reading {}", p.display()))?;
         let text =
@@ -216,7 +233,8 @@ fn read_active(sysroot: &Path) -> Result<Vec<Active>> {
         out.push(Active {
             base: base.to_string(),
             text,
-            identity: format!("{}/{dname}", bl.stateroot),
+            stateroot: bl.stateroot,
+            deploy_name: dname,
         });
     }
     out.sort_by(|a, b| a.base.cmp(&b.base));
@@ -246,10 +264,7 @@ fn boot_relative(v: &str, file: &str) -> Result<PathBuf> {
 /// sysroot's entry, the file paths made relative to the partition root.
 fn mirror_text(a: &Active, files: &mut BTreeSet<PathBuf>) -> Result<String> {
     let file = format!("{}.conf", a.base);
-    let mut out = sdboot::identity_line(
-        a.identity.split_once('/').map_or("", |x| x.0),
-        a.identity.split_once('/').map_or("", |x| x.1),
-    );
+    let mut out = sdboot::identity_line(&a.stateroot, &a.deploy_name);
     out.push('\n');
     for line in a.text.lines() {
         let key_end = line.find([' ', '\t']);
@@ -385,7 +400,7 @@ pub fn sync(sysroot: &Path, m: &Mirror) -> Result<()> {
     let mut texts = Vec::new();
     for a in &active {
         let text = mirror_text(a, &mut files)?;
-        let counter = match live.counters.get(&a.identity) {
+        let counter = match live.counters.get(&a.identity()) {
             Some(c) => *c,
             None => m.tries.map(|left| Counter { left, done: None }),
         };
@@ -537,7 +552,8 @@ mod tests {
         let a = Active {
             base: "ostree-1".into(),
             text: "title T\nversion 1\noptions root=x ostree=/ostree/boot.1/os/abc/0\nlinux /boot/ostree/os-abc/vmlinuz-6\ninitrd /ostree/os-abc/initramfs-6.img\n".into(),
-            identity: "os/abc.0".into(),
+            stateroot: "os".into(),
+            deploy_name: "abc.0".into(),
         };
         let mut files = BTreeSet::new();
         let t = mirror_text(&a, &mut files).unwrap();
