@@ -472,6 +472,24 @@ fn deploy_and_undeploy_cli() {
     assert_eq!(deployment_dirs(&e.sysroot), before);
 }
 
+/// `vfat-boot=auto` with the partition named as kernel-install's documentation says:
+/// `BOOT_ROOT=` in install.conf (kernel-install would otherwise pick the sysroot's
+/// /boot, which has `loader/entries`).
+#[test]
+fn boot_root_from_install_conf() {
+    let Some(e) = setup("vfat-boot=auto\n") else {
+        return;
+    };
+    write(
+        &e.conf.join("install.conf"),
+        &format!("layout=ostree\nBOOT_ROOT={}\n", e.mnt.display()),
+    );
+    let o = e.on_esp_output(&e.add_script(KVER, "k\n"), &[("BOOT_ROOT", "")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = check_mirror(&e.sysroot, &e.snap());
+    assert_eq!(m.len(), 2);
+}
+
 #[test]
 fn stage_with_mirror_is_refused() {
     let Some(e) = setup("stage=true\n") else {
