@@ -525,6 +525,46 @@ mod tests {
         assert_eq!(VfatSetting::parse("yes"), None);
     }
 
+    /// On a filesystem that is not vfat (this host's kernel has none; the VM cases
+    /// mount real ones): `auto` finds nothing, a given path is refused naming it.
+    #[test]
+    fn resolve_outside_vfat() {
+        if std::env::var_os(ANY_FS_ENV).is_some() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let sysroot = t.path().join("sysroot");
+        let esp = t.path().join("esp");
+        fs::create_dir_all(sysroot.join("boot")).unwrap();
+        fs::create_dir(&esp).unwrap();
+        if is_vfat(&esp).unwrap() {
+            return;
+        }
+        let auto = VfatSetting::Auto;
+        assert_eq!(resolve(&auto, &sysroot, None).unwrap(), None);
+        assert_eq!(resolve(&auto, &sysroot, Some(&esp)).unwrap(), None);
+        assert_eq!(
+            resolve(&auto, &sysroot, Some(&sysroot.join("boot"))).unwrap(),
+            None
+        );
+        assert_eq!(
+            resolve(&VfatSetting::None, &sysroot, Some(&esp)).unwrap(),
+            None
+        );
+        let e = resolve(&VfatSetting::Path(esp.clone()), &sysroot, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a vfat filesystem") && e.contains("esp"),
+            "{e}"
+        );
+        let e = resolve(&VfatSetting::Path(t.path().join("nope")), &sysroot, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope: not a directory"), "{e}");
+        check_boot_not_vfat(&sysroot).unwrap();
+    }
+
     #[test]
     fn paths_relative_to_the_partition() {
         assert_eq!(
