@@ -47,11 +47,17 @@ pub struct Args {
     /// Stage, and do not finalize at shutdown until unlocked (implies --stage).
     #[arg(long, conflicts_with = "keep")]
     lock_finalization: bool,
+    /// Also write the entries and kernels onto this vfat partition (ESP or XBOOTLDR) for
+    /// systemd-boot, switched atomically; boot counting from /etc/kernel/tries (or
+    /// $KERNEL_INSTALL_CONF_ROOT/tries).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["stage", "lock_finalization"])]
+    vfat_boot: Option<PathBuf>,
     /// Commit checksum or ref.
     rev: String,
 }
 
 pub fn run(a: Args) -> Result<i32> {
+    let vfat = vfat_mirror(a.vfat_boot.as_deref(), &a.sysroot)?;
     let opts = DeployOptions {
         sysroot: a.sysroot,
         stateroot: a.stateroot,
@@ -65,6 +71,7 @@ pub fn run(a: Args) -> Result<i32> {
         }),
         origin_refspec: None,
         naming: entry_naming(a.bootloader_naming_1, a.bootloader_naming_2),
+        vfat,
     };
     if a.stage || a.lock_finalization {
         let r = deploy::staged::stage(&opts, a.lock_finalization)?;
@@ -96,6 +103,23 @@ pub fn run(a: Args) -> Result<i32> {
         r.stateroot, r.csum, r.deployserial, r.bootcsum
     );
     Ok(0)
+}
+
+/// The mirror `--vfat-boot PATH` asks for: PATH must be a vfat mount other than the
+/// sysroot's boot/; the tries from kernel-install's tries file, as the plugin.
+pub fn vfat_mirror(
+    path: Option<&std::path::Path>,
+    sysroot: &std::path::Path,
+) -> Result<Option<deploy::vfat::Mirror>> {
+    let Some(p) = path else { return Ok(None) };
+    let setting = deploy::vfat::VfatSetting::Path(std::path::absolute(p)?);
+    let Some(root) = deploy::vfat::resolve(&setting, sysroot, None)? else {
+        return Ok(None);
+    };
+    Ok(Some(deploy::vfat::Mirror {
+        root,
+        tries: deploy::vfat::read_tries()?,
+    }))
 }
 
 /// The entry naming from the flags, else from `OSTREE_SYSROOT_OPTS` as upstream.
