@@ -41,5 +41,6 @@ pub mod logger;
 pub mod mode;
 pub mod ostree;
 pub mod plan;
+#[cfg(feature = "writer")]
 pub mod sdboot;
 pub mod sign;
