@@ -69,7 +69,7 @@ demo: setup release
 # Fuzzing (cargo-fuzz, stable toolchain through RUSTC_BOOTSTRAP). New inputs go to a
 # scratch corpus; the committed seeds in fuzz/corpus/<target> are only read.
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta pubkeys staged units
+FUZZ_TARGETS ?= keyfile cmdline dump image commit commitmeta dirtree dirmeta pubkeys staged units sdboot
 FUZZ_WORK ?= $(CARGO_TARGET_DIR)/fuzz-corpus
 fuzz:
 	SETUP_FUZZ=1 bash scripts/setup.sh
