@@ -86,6 +86,7 @@ vm_cases! {
     composefs_verity => "composefs-verity",
     composefs_yes => "composefs-yes",
     etc_transient => "etc-transient",
+    grub_bios_rollback_initrd => "grub-bios-rollback-initrd",
     grub_bios_verity => "grub-bios-verity",
     grub_efi_rollback_initrd => "grub-efi-rollback-initrd",
     grub_efi_rollback_userspace => "grub-efi-rollback-userspace",
