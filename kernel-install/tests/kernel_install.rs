@@ -58,14 +58,7 @@ fn setup(conf_text: &str) -> Option<Env> {
         return None;
     }
     let t = Scratch::new();
-    let tree = t.path().join("tree");
-    make_tree(&tree, KVER, "a kernel\n");
-    let sysroot = t.path().join("sysroot");
-    make_sysroot(&sysroot, &tree, "1.0");
-    theirs(
-        &sysroot,
-        &["--os=testos", "--karg=root=LABEL=OLD", "testos/stable"],
-    );
+    let sysroot = sysroot_deployed_by_ostree(t.path(), KVER);
     let conf = t.path().join("conf");
     write(&conf.join("install.conf"), "layout=ostree\n");
     write(

@@ -337,29 +337,57 @@ pub fn cleanup(sysroot: &Path, booted: Option<&Deployment>) -> Result<()> {
             }
         }
     }
-    let kdir = boot.join("ostree");
-    if let Ok(rd) = fs::read_dir(&kdir) {
-        for ent in rd {
-            let ent = ent.with_context(|| format!("reading {}", kdir.display()))?;
-            let name = ent.file_name().to_string_lossy().into_owned();
-            let Some((_, csum)) = name.rsplit_once('-') else {
-                continue;
-            };
-            if !layout::is_hex_csum(csum) || !ent.file_type()?.is_dir() {
-                continue;
-            }
-            let used = state
-                .deployments
-                .iter()
-                .chain(booted)
-                .any(|d| d.bootcsum == csum)
-                || staged.as_ref().is_some_and(|s| s.target.bootcsum == csum);
-            if !used {
-                remove_path(&ent.path())?;
-            }
+    for k in kernel_dirs(&boot)? {
+        let used = state
+            .deployments
+            .iter()
+            .chain(booted)
+            .any(|d| d.bootcsum == k.bootcsum)
+            || staged
+                .as_ref()
+                .is_some_and(|s| s.target.bootcsum == k.bootcsum);
+        if !used {
+            remove_path(&k.path)?;
         }
     }
     Ok(())
+}
+
+/// A kernel directory `ostree/<stateroot>-<bootcsum>/` of a boot partition.
+pub(crate) struct KernelDir {
+    /// `<stateroot>-<bootcsum>`.
+    pub name: String,
+    pub bootcsum: String,
+    pub path: PathBuf,
+}
+
+/// The kernel directories under `<boot>/ostree/`: directories whose name ends in
+/// `-<bootcsum>`; anything else there is not ours to judge. No `ostree/`: none.
+pub(crate) fn kernel_dirs(boot: &Path) -> Result<Vec<KernelDir>> {
+    let kdir = boot.join("ostree");
+    let rd = match fs::read_dir(&kdir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", kdir.display())),
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.with_context(|| format!("reading {}", kdir.display()))?;
+        let name = ent.file_name().to_string_lossy().into_owned();
+        let Some((_, csum)) = name.rsplit_once('-') else {
+            continue;
+        };
+        if !layout::is_hex_csum(csum) || !ent.file_type()?.is_dir() {
+            continue;
+        }
+        let bootcsum = csum.to_owned();
+        out.push(KernelDir {
+            path: ent.path(),
+            name,
+            bootcsum,
+        });
+    }
+    Ok(out)
 }
 
 /// Installs the kernel files of a new deployment under `boot/ostree/<sr>-<bootcsum>/`,

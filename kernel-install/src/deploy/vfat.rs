@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use ostree_boot::deployment::{Bootlink, DeployName};
-use ostree_boot::layout::{self, BootEntry, Kargs};
+use ostree_boot::layout::{BootEntry, Kargs};
 use ostree_boot::sdboot::{self, Counter};
 
-use super::{checkpoint, fsutil};
+use super::{boot, checkpoint, fsutil};
 
 /// The staging directory of a new entry set, beside `loader/entries`.
 pub const STAGING: &str = "entries.ostree-new";
@@ -479,26 +479,16 @@ pub fn sync(sysroot: &Path, m: &Mirror) -> Result<()> {
 /// and temp files left in the others.
 fn remove_unreferenced(root: &Path, files: &BTreeSet<PathBuf>) -> Result<()> {
     let kdir = root.join("ostree");
-    let rd = match fs::read_dir(&kdir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", kdir.display())),
-    };
-    for ent in rd {
-        let ent = ent.with_context(|| format!("reading {}", kdir.display()))?;
-        let name = ent.file_name().to_string_lossy().into_owned();
-        let Some((_, csum)) = name.rsplit_once('-') else {
-            continue;
-        };
-        if !layout::is_hex_csum(csum) || !ent.file_type()?.is_dir() {
-            continue;
-        }
-        let rel = Path::new("ostree").join(&name);
+    if !kdir.exists() {
+        return Ok(());
+    }
+    for k in boot::kernel_dirs(root)? {
+        let rel = Path::new("ostree").join(&k.name);
         if !files.iter().any(|f| f.starts_with(&rel)) {
-            fsutil::remove_tree(&ent.path())?;
+            fsutil::remove_tree(&k.path)?;
             continue;
         }
-        for f in fs::read_dir(ent.path()).with_context(|| format!("reading {}", name))? {
+        for f in fs::read_dir(&k.path).with_context(|| format!("reading {}", k.path.display()))? {
             let f = f?;
             if fsutil::is_temp_name(&f.file_name().to_string_lossy()) {
                 fsutil::remove_tree(&f.path())?;

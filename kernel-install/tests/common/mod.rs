@@ -35,3 +35,17 @@ pub fn ours_default(sysroot: &Path, args: &[&str]) -> Output {
         .arg(sysroot)
         .args(args))
 }
+
+/// `dir/sysroot` with one deployment of a tree with kernel `kver`, made by the host's
+/// `ostree admin deploy` (stateroot testos, ref testos/stable, `root=LABEL=OLD`).
+pub fn sysroot_deployed_by_ostree(dir: &Path, kver: &str) -> std::path::PathBuf {
+    let tree = dir.join("tree");
+    make_tree(&tree, kver, "a kernel\n");
+    let sysroot = dir.join("sysroot");
+    make_sysroot(&sysroot, &tree, "1.0");
+    theirs(
+        &sysroot,
+        &["--os=testos", "--karg=root=LABEL=OLD", "testos/stable"],
+    );
+    sysroot
+}
