@@ -98,15 +98,7 @@ impl Env {
         self.command(args).output().unwrap()
     }
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.kernel_install(args);
-        assert!(
-            o.status.success(),
-            "kernel-install {args:?}: {}\n{}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout(&mut self.command(args))
     }
     fn fails(&self, args: &[&str]) -> String {
         let o = self.kernel_install(args);

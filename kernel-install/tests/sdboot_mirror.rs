@@ -153,15 +153,7 @@ impl Env {
     }
 
     pub fn on_esp(&self, script: &str) -> String {
-        let o = self.on_esp_output(script, &[]);
-        assert!(
-            o.status.success(),
-            "{script}: {}\n{}\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        stdout(&mut self.esp_command(script, &[]))
     }
 
     /// A copy of the partition as the last command left it.
