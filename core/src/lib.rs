@@ -24,4 +24,5 @@ pub mod logger;
 pub mod mode;
 pub mod ostree;
 pub mod plan;
+pub mod sdboot;
 pub mod sign;

@@ -47,11 +47,31 @@ pub struct Args {
     /// Stage, and do not finalize at shutdown until unlocked (implies --stage).
     #[arg(long, conflicts_with = "keep")]
     lock_finalization: bool,
+    /// Also write the entries and kernels onto this vfat partition (ESP or XBOOTLDR) for
+    /// systemd-boot, switched atomically; boot counting from /etc/kernel/tries (or
+    /// $KERNEL_INSTALL_CONF_ROOT/tries).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["stage", "lock_finalization"])]
+    vfat_boot: Option<PathBuf>,
     /// Commit checksum or ref.
     rev: String,
 }
 
 pub fn run(a: Args) -> Result<i32> {
+    let vfat = match &a.vfat_boot {
+        None => None,
+        Some(p) => {
+            let setting = deploy::vfat::VfatSetting::Path(std::path::absolute(p)?);
+            deploy::vfat::resolve(&setting, &a.sysroot, None)?
+                .map(|root| deploy::vfat::Mirror { root, tries: None })
+        }
+    };
+    let vfat = match vfat {
+        Some(m) => Some(deploy::vfat::Mirror {
+            tries: deploy::vfat::read_tries()?,
+            ..m
+        }),
+        None => None,
+    };
     let opts = DeployOptions {
         sysroot: a.sysroot,
         stateroot: a.stateroot,
@@ -65,6 +85,7 @@ pub fn run(a: Args) -> Result<i32> {
         }),
         origin_refspec: None,
         naming: entry_naming(a.bootloader_naming_1, a.bootloader_naming_2),
+        vfat,
     };
     if a.stage || a.lock_finalization {
         let r = deploy::staged::stage(&opts, a.lock_finalization)?;

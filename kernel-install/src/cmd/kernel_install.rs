@@ -21,6 +21,7 @@ use ostree_boot::ostree::objects::Value;
 use ostree_boot::ostree::repo::Repo;
 use ostree_boot::sign::SecretKey;
 
+use crate::deploy::vfat::{self, VfatSetting};
 use crate::deploy::{self, DeployOptions, KargsSpec, KernelArg, seal};
 
 /// Exit status that makes kernel-install skip the remaining plugins (and still succeed).
@@ -72,6 +73,8 @@ pub struct Config {
     pub keypath: String,
     /// Stage the deployment for finalization at shutdown (`deploy --stage`).
     pub stage: bool,
+    /// The vfat partition systemd-boot reads, mirrored from the sysroot's boot/.
+    pub vfat_boot: VfatSetting,
 }
 
 impl Default for Config {
@@ -86,11 +89,12 @@ impl Default for Config {
             signing: Signing::None,
             keypath: DEFAULT_KEYPATH.into(),
             stage: false,
+            vfat_boot: VfatSetting::Auto,
         }
     }
 }
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 10] = [
     "sysroot",
     "stateroot",
     "ref",
@@ -100,6 +104,7 @@ const KEYS: [&str; 9] = [
     "signing-key",
     "keypath",
     "stage",
+    "vfat-boot",
 ];
 
 impl Config {
@@ -202,6 +207,11 @@ impl Config {
             c.keypath = v;
         }
         c.stage = kf.get_bool(CONF_GROUP, "stage")?.unwrap_or(false);
+        if let Some(v) = get("vfat-boot") {
+            c.vfat_boot = VfatSetting::parse(&v).ok_or_else(|| {
+                kf.invalid_value(CONF_GROUP, "vfat-boot", "auto, none or an absolute path")
+            })?;
+        }
         Ok(c)
     }
 }
@@ -236,6 +246,25 @@ fn kernel_install_cmdline() -> Result<Option<Kargs>> {
         }
     }
     Ok(None)
+}
+
+/// The vfat mirror for this run: the configured partition, else kernel-install's
+/// `$KERNEL_INSTALL_BOOT_ROOT` when it is vfat; with the tries kernel-install defines.
+fn mirror(cfg: &Config, verbose: bool) -> Result<Option<vfat::Mirror>> {
+    let boot_root = env("KERNEL_INSTALL_BOOT_ROOT").map(PathBuf::from);
+    let Some(root) = vfat::resolve(&cfg.vfat_boot, &cfg.sysroot, boot_root.as_deref())? else {
+        return Ok(None);
+    };
+    let tries = vfat::read_tries()?;
+    say(
+        verbose,
+        &format!(
+            "systemd-boot mirror on {}{}",
+            root.display(),
+            tries.map_or(String::new(), |t| format!(", {t} boot tries"))
+        ),
+    );
+    Ok(Some(vfat::Mirror { root, tries }))
 }
 
 fn say(verbose: bool, msg: &str) {
@@ -319,10 +348,21 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     if !kernel.is_file() {
         bail!("kernel image {} does not exist", kernel.display());
     }
+    let mirror = mirror(&cfg, verbose)?;
+    if cfg.stage
+        && let Some(m) = &mirror
+    {
+        // Finalization at shutdown does not write the mirror: refused rather than
+        // leaving systemd-boot with entries that miss the staged deployment.
+        bail!(
+            "stage=true cannot be used with the systemd-boot mirror on {} (vfat-boot=): set stage=false, or vfat-boot=none",
+            m.root.display()
+        );
+    }
     // The lock first, and the state read once under it: the ref, the merge deployment
     // and the sealed commit are decided on the configuration the deploy then changes,
     // and no other writer of the sysroot runs in between.
-    let change = deploy::begin_change(&sysroot)?;
+    let change = deploy::begin_change_with(&sysroot, mirror.as_ref())?;
     let booted = change.booted.as_ref();
     let sr = deploy::resolve_stateroot(&sysroot, cfg.stateroot.as_deref(), booted)?;
     let merge = deploy::merge_deployment(&change.state, &sr, booted).cloned();
@@ -424,6 +464,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
         }),
         origin_refspec: Some(refspec),
         naming: layout::EntryNaming::from_env(),
+        vfat: mirror,
     };
     if cfg.stage {
         // The kernel and initrd go to /boot now (they are not in the tree); the /etc
@@ -461,14 +502,21 @@ fn remove(rest: &[String], verbose: bool) -> Result<i32> {
     if not_ours(&cfg.sysroot, verbose) {
         return Ok(0);
     }
+    let mirror = mirror(&cfg, verbose)?;
     // As for add: the state is read once, under the lock the removal holds.
-    let change = deploy::begin_change(&cfg.sysroot)?;
+    let change = deploy::begin_change_with(&cfg.sysroot, mirror.as_ref())?;
     let sr = deploy::resolve_stateroot(
         &cfg.sysroot,
         cfg.stateroot.as_deref(),
         change.booted.as_ref(),
     )?;
-    let gone = deploy::undeploy_kver(change, &sr, kver, layout::EntryNaming::from_env())?;
+    let gone = deploy::undeploy_kver(
+        change,
+        &sr,
+        kver,
+        layout::EntryNaming::from_env(),
+        mirror.as_ref(),
+    )?;
     for d in &gone {
         say(verbose, &format!("removed {}/{}", d.stateroot, d.name()));
     }
@@ -541,6 +589,19 @@ mod tests {
         assert_eq!(conf("").unwrap().signing, Signing::None);
         assert!(!conf("").unwrap().stage);
         assert!(conf("[kernel-install]\nstage=true\n").unwrap().stage);
+        assert_eq!(conf("").unwrap().vfat_boot, VfatSetting::Auto);
+        assert_eq!(
+            conf("[kernel-install]\nvfat-boot=none\n")
+                .unwrap()
+                .vfat_boot,
+            VfatSetting::None
+        );
+        assert_eq!(
+            conf("[kernel-install]\nvfat-boot=/efi\n")
+                .unwrap()
+                .vfat_boot,
+            VfatSetting::Path("/efi".into())
+        );
         let k = conf("[kernel-install]\nsigning=key\nsigning-key=/etc/ostree/sk\n").unwrap();
         assert_eq!(k.signing, Signing::Key("/etc/ostree/sk".into()));
     }
@@ -560,6 +621,8 @@ mod tests {
             ("[kernel-install]\nstateroot=a/b\n", "stateroot"),
             ("[kernel-install]\nkeypath=/a/../b\n", "keypath"),
             ("[kernel-install]\nstage=yes\n", "stage"),
+            ("[kernel-install]\nvfat-boot=efi\n", "vfat-boot"),
+            ("[kernel-install]\nvfat-boot=yes\n", "vfat-boot"),
             ("[kernel-install]\nkep=1\n", "kep"),
             ("[other]\nkeep=1\n", "[other]"),
         ] {

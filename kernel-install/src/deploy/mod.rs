@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod seal;
 pub mod staged;
 pub mod stale;
+pub mod vfat;
 pub mod writable;
 
 use std::fs;
@@ -91,6 +92,8 @@ pub struct DeployOptions {
     /// The origin's refspec; default: `rev`.
     pub origin_refspec: Option<String>,
     pub naming: EntryNaming,
+    /// The systemd-boot mirror on a vfat partition, when there is one ([`vfat`]).
+    pub vfat: Option<vfat::Mirror>,
 }
 
 #[derive(Debug)]
@@ -154,6 +157,7 @@ pub fn check_sysroot(sysroot: &Path) -> Result<()> {
     if !boot.is_dir() {
         bail!("{}: no boot/ directory", sysroot.display());
     }
+    vfat::check_boot_not_vfat(sysroot)?;
     match rustix::fs::access(&boot, rustix::fs::Access::WRITE_OK) {
         // A read-only /boot is made writable privately (ensure_writable_sysroot).
         Ok(()) | Err(rustix::io::Errno::ROFS) => Ok(()),
@@ -188,11 +192,27 @@ pub struct Change {
 /// its lock, the current state, the booted deployment, and the leftovers of an
 /// interrupted earlier run removed.
 pub fn begin_change(sysroot: &Path) -> Result<Change> {
+    begin_change_with(sysroot, None)
+}
+
+/// [`begin_change`] for a sysroot mirrored onto a vfat partition: the mirror is brought
+/// up to date with the sysroot's active entries before the leftovers go, since a run
+/// interrupted between the sysroot's switch and the mirror's leaves the mirror booting
+/// deployments that only the leftovers still hold.
+pub fn begin_change_with(sysroot: &Path, mirror: Option<&vfat::Mirror>) -> Result<Change> {
     check_sysroot(sysroot)?;
     ensure_writable_sysroot(sysroot)?;
     let lock = lock_sysroot(sysroot)?;
     let state = SysrootState::read(sysroot).context("reading the current boot configuration")?;
     let booted = find_booted(sysroot, &state);
+    if let Some(m) = mirror {
+        vfat::sync(sysroot, m).with_context(|| {
+            format!(
+                "bringing the systemd-boot mirror on {} up to date",
+                m.root.display()
+            )
+        })?;
+    }
     boot::cleanup(sysroot, booted.as_ref()).context("removing leftovers of an earlier run")?;
     Ok(Change {
         _lock: lock,
@@ -496,7 +516,23 @@ fn init_backing(srdir: &Path, name: &str, deploy_root: &Path) -> Result<()> {
 
 /// `ostree-composefs deploy`.
 pub fn deploy(opts: &DeployOptions) -> Result<DeployResult> {
-    deploy_in(opts, begin_change(&opts.sysroot)?)
+    deploy_in(opts, begin_change_with(&opts.sysroot, opts.vfat.as_ref())?)
+}
+
+/// Writes the mirror after the sysroot's switch. When that fails, nothing may be
+/// cleaned up: the mirror still boots deployments the sysroot no longer lists.
+fn sync_mirror(sysroot: &Path, mirror: Option<&vfat::Mirror>, failed: &mut bool) -> Result<()> {
+    if let Some(m) = mirror {
+        let r = vfat::sync(sysroot, m).with_context(|| {
+            format!(
+                "writing the systemd-boot mirror on {} (the sysroot is switched; the next run completes the mirror)",
+                m.root.display()
+            )
+        });
+        *failed = r.is_err();
+        r?;
+    }
+    Ok(())
 }
 
 /// [`deploy`] within a change already begun (lock held, state read).
@@ -541,6 +577,7 @@ pub fn deploy_in(opts: &DeployOptions, change: Change) -> Result<DeployResult> {
             }
         }
     }
+    let mut mirror_failed = false;
     let result = (|| -> Result<DeployResult> {
         let staged = stage(
             sysroot,
@@ -623,6 +660,7 @@ pub fn deploy_in(opts: &DeployOptions, change: Change) -> Result<DeployResult> {
         planned.extend(kept.into_iter().map(Planned::existing));
         staged::drop_staged(booted.as_ref())?;
         boot::write_deployments(sysroot, &state, &mut planned, opts.naming)?;
+        sync_mirror(sysroot, opts.vfat.as_ref(), &mut mirror_failed)?;
         staged::send_complete(sysroot, &state);
         Ok(DeployResult {
             stateroot: sr.clone(),
@@ -635,6 +673,10 @@ pub fn deploy_in(opts: &DeployOptions, change: Change) -> Result<DeployResult> {
     })();
     // Whatever happened, nothing unreferenced stays: after a failure before the switch
     // that is the new deployment itself (no half-written deployment is left behind).
+    // Unless the mirror could not follow the switch: it still boots what would go.
+    if mirror_failed {
+        return result;
+    }
     let cleaned = boot::cleanup(sysroot, booted.as_ref());
     let result = result?;
     cleaned?;
@@ -767,6 +809,7 @@ pub fn undeploy_kver(
     stateroot: &str,
     kver: &str,
     naming: EntryNaming,
+    mirror: Option<&vfat::Mirror>,
 ) -> Result<Vec<Deployment>> {
     let Change {
         _lock,
@@ -788,6 +831,7 @@ pub fn undeploy_kver(
     let mut planned: Vec<Planned> = stay.into_iter().map(Planned::existing).collect();
     staged::drop_staged(booted.as_ref())?;
     boot::write_deployments(sysroot, &state, &mut planned, naming)?;
+    sync_mirror(sysroot, mirror, &mut false)?;
     boot::cleanup(sysroot, booted.as_ref())?;
     Ok(gone.into_iter().cloned().collect())
 }
