@@ -176,12 +176,14 @@ sdboot_esp_pass() {
     rm -rf "$w"
     [ "$(cat "$d/sdboot/pass-rc" 2>/dev/null)" = 0 ] ||
         die "the ESP pass failed (qemu rc=$rc, pass-rc=$(cat "$d/sdboot/pass-rc" 2>/dev/null)): see $d/esp-pass.log and $d/sdboot/"
+    SDBOOT_IMG=$d/esp.img sdboot_entry_files >"$d/sdboot/pass-esp-entries.names"
     log "sdboot: ESP filled by kernel-install in the guest in $(since "$t") s: $(grep -c '\.conf$' "$d/sdboot/pass-esp") entries"
 }
 
-# What the ESP pass adds to the cache key of an sdboot* disk.
+# What the ESP pass adds to the cache key of an sdboot* disk (not the per-case helpers).
 sdboot_disk_key() {
-    hash_inputs "$VM_DIR/sdboot.sh" "$(sdboot_version)"
+    hash_inputs "$(declare -f sdboot_esp_pass sdboot_pass_script sdboot_mkesp sdboot_mtools sdboot_entry_files)" \
+        "$SDBOOT_ESP_LABEL $SDBOOT_FAT_OFFSET $SDBOOT_REF2 $SDBOOT_TRIES" "$(sdboot_version)"
 }
 
 # --- per case (run-case.sh) ---
@@ -311,6 +313,12 @@ sdboot_timeline() {
             if (match(rest, /BdsDxe: starting[^\r]*|EFI stub: [^\r]*initrd[^\r]*|ostree-prepare-root: error|Reached target.*Boot Completion|Failed to start ostree-vm-health[^\r]*|Finished systemd-bless-boot[^\r]*|OSTREE-VM-RESULT: (done=1|generation=[0-9]+|esp-entries=.*)|reboot: (Restarting system|Power down)/))
                 printf "%.2fs %s\n", t, substr(rest, RSTART, RLENGTH)
         }' | sort -n -s
+}
+
+# sdboot_pass_entries NAME: the ESP pass's entry names with the first (the update on
+# trial) renamed to NAME, sorted as `ls` in the guest lists them.
+sdboot_pass_entries() {
+    { printf '%s\n' "$1"; sed 1d "$D/sdboot/pass-esp-entries.names"; } | LC_ALL=C sort
 }
 
 # expect_sdboot_boot: systemd-boot booted us (EFI, its LoaderInfo), /efi is the ESP.
