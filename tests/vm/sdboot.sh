@@ -301,16 +301,22 @@ GUEST
 }
 
 # sdboot_timeline LOG: the moments of a systemd-boot run: the firmware starts the loader
-# (each try), the kernel starts (the guest's uptime), refusals, health failures, reboots.
+# (each try), the kernel starts (each try), refusals, health failures, blessing, reboots.
+# (systemd-boot's menu and the EFI stub share one console line with the firmware's last
+# message, so the line stamps cannot time them.)
 sdboot_timeline() {
     tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;]*m//g' | awk '
         match($0, /^\[ *[0-9.]+\] /) {
             t = substr($0, 2, RLENGTH - 3) + 0; rest = substr($0, RLENGTH + 1)
-            if (match(rest, /OSTREE-VM-RESULT: uptime=[0-9.]+/)) {
-                split(substr(rest, RSTART, RLENGTH), u, "=")
-                printf "%.2fs kernel started (from the guest uptime %ss)\n", t - u[2], u[2]
+            # The first kernel message after the loader started tells when the kernel
+            # did: its printk time is the uptime.
+            if (loader && match(rest, /^\[ *[0-9]+\.[0-9]+\] /)) {
+                k = substr(rest, 2, RLENGTH - 3) + 0
+                printf "%.2fs kernel started (its first console message at uptime %.2fs)\n", t - k, k
+                loader = 0
             }
-            if (match(rest, /BdsDxe: starting[^\r]*|EFI stub: [^\r]*initrd[^\r]*|ostree-prepare-root: error|Reached target.*Boot Completion|Failed to start ostree-vm-health[^\r]*|Finished systemd-bless-boot[^\r]*|OSTREE-VM-RESULT: (done=1|generation=[0-9]+|esp-entries=.*)|reboot: (Restarting system|Power down)/))
+            if (rest ~ /BdsDxe: starting/) loader = 1
+            if (match(rest, /BdsDxe: starting[^\r]*|ostree-prepare-root: error|Reached target.*Boot Completion|Failed to start ostree-vm-health[^\r]*|Finished systemd-bless-boot[^\r]*|OSTREE-VM-RESULT: (done=1|generation=[0-9]+|esp-entries=.*)|reboot: (Restarting system|Power down)/))
                 printf "%.2fs %s\n", t, substr(rest, RSTART, RLENGTH)
         }' | sort -n -s
 }
