@@ -316,7 +316,7 @@ sdboot_timeline() {
                 loader = 0
             }
             if (rest ~ /BdsDxe: starting/) loader = 1
-            if (match(rest, /BdsDxe: starting[^\r]*|ostree-prepare-root: error|Reached target.*Boot Completion|Failed to start ostree-vm-health[^\r]*|Finished systemd-bless-boot[^\r]*|OSTREE-VM-RESULT: (done=1|generation=[0-9]+|esp-entries=.*)|reboot: (Restarting system|Power down)/))
+            if (match(rest, /BdsDxe: starting[^\r]*|ostree-prepare-root: error|Reached target.*Boot Completion|FAILED\] Failed to start ostree-vm-health[^\r]*|Finished systemd-bless-boot[^\r]*|OSTREE-VM-RESULT: (done=1|generation=[0-9]+|esp-entries=.*)|reboot: (Restarting system|Power down)/))
                 printf "%.2fs %s\n", t, substr(rest, RSTART, RLENGTH)
         }' | sort -n -s
 }
