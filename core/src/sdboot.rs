@@ -80,17 +80,15 @@ pub fn entry_name(base: &str, counter: Option<Counter>) -> String {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TriesError {
-    #[error("{path}: empty; expected the number of boot tries (a whole number of at least 1)")]
+    #[error("{path}: empty; expected the number of boot tries (1 to 16)")]
     Empty { path: String },
-    #[error(
-        "{path}: line 1: {value:?} is not a number of boot tries (a whole number of at least 1)"
-    )]
+    #[error("{path}: line 1: {value:?} is not a number of boot tries (1 to 16)")]
     Invalid { path: String, value: String },
 }
 
-/// The largest tries value taken: systemd-boot keeps counters in 16 bits on some
-/// versions, and nobody wants a kernel tried more often than this.
-pub const MAX_TRIES: u32 = 1000;
+/// The largest tries value taken: the same range as the GRUB plugin
+/// (`87-ostree-grub-tries.install`, `grubenv arm`), which reads the same file.
+pub const MAX_TRIES: u32 = 16;
 
 /// Reads kernel-install's `tries` file: its first line, surrounding blanks ignored (as
 /// the shell's `read` does), a whole number from 1 to [`MAX_TRIES`]. kernel-install
@@ -209,7 +207,7 @@ mod tests {
     fn tries() {
         assert_eq!(parse_tries("3\n", "/etc/kernel/tries"), Ok(3));
         assert_eq!(parse_tries("  5  \nignored\n", "t"), Ok(5));
-        assert_eq!(parse_tries("1000", "t"), Ok(1000));
+        assert_eq!(parse_tries("16", "t"), Ok(16));
         for bad in [
             "0",
             "-1",

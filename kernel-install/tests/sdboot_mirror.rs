@@ -116,6 +116,17 @@ impl Env {
     /// namespace, kernel-install's environment set; snapshots the partition to
     /// `$SNAP` afterwards, whatever the script's status.
     pub fn on_esp_output(&self, script: &str, envs: &[(&str, &str)]) -> Output {
+        let o = self.esp_command(script, envs).output().unwrap();
+        assert_ne!(
+            o.status.code(),
+            Some(99),
+            "mount failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    fn esp_command(&self, script: &str, envs: &[(&str, &str)]) -> Command {
         let full = format!(
             "set -u\nmount -o loop \"$IMG\" \"$ESP\" || exit 99\ntrap 'rm -rf \"$SNAP\"; cp -r \"$ESP\" \"$SNAP\"; umount \"$ESP\"' EXIT\n{script}\n"
         );
@@ -130,6 +141,7 @@ impl Env {
             .env("KERNEL_INSTALL_PLUGINS", plugin())
             .env("OSTREE_COMPOSEFS", BIN)
             .env("BIN", BIN)
+            .env("SYSROOT", &self.sysroot)
             .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &self.kiroot)
             .env("SYSTEMD_RELAX_ESP_CHECKS", "1");
         if !self.vfat {
@@ -138,14 +150,7 @@ impl Env {
         for (k, v) in envs {
             c.env(k, v);
         }
-        let o = c.output().unwrap();
-        assert_ne!(
-            o.status.code(),
-            Some(99),
-            "mount failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
+        c
     }
 
     pub fn on_esp(&self, script: &str) -> String {
@@ -288,6 +293,15 @@ pub fn check_mirror(sysroot: &Path, snap: &Path) -> BTreeMap<String, (String, St
         .collect();
     loader.sort();
     assert_eq!(loader, ["entries", "loader.conf"]);
+    // Nothing else at the top: not even the `<machine-id>/<kver>` directory
+    // kernel-install makes for the plugins (ext4's lost+found aside).
+    let mut top: Vec<String> = fs::read_dir(snap)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lost+found")
+        .collect();
+    top.sort();
+    assert_eq!(top, ["loader", "ostree"]);
     ours
 }
 
@@ -428,6 +442,55 @@ fn boot_counters() {
 }
 
 #[test]
+fn deploy_and_undeploy_cli() {
+    let Some(e) = setup("") else { return };
+    e.write_tries("2\n");
+    let out = e.on_esp("\"$BIN\" deploy --sysroot \"$SYSROOT\" --vfat-boot \"$ESP\" testos/stable");
+    assert!(out.contains("Deployed testos/"), "{out}");
+    let m = check_mirror(&e.sysroot, &e.snap());
+    let names: Vec<&str> = m.values().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["ostree-1+2.conf", "ostree-2+2.conf"]);
+    e.on_esp("\"$BIN\" undeploy --sysroot \"$SYSROOT\" --vfat-boot \"$ESP\" 1");
+    let m = check_mirror(&e.sysroot, &e.snap());
+    assert_eq!(m.len(), 1);
+    // Not a vfat filesystem (the scratch directory's), or staged: refused, nothing done.
+    let before = deployment_dirs(&e.sysroot);
+    let o = e.on_esp_output(
+        "\"$BIN\" deploy --sysroot \"$SYSROOT\" --vfat-boot \"$SYSROOT/..\" testos/stable",
+        &[("OSTREE_COMPOSEFS_VFAT_ANY_FS", "0")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("not a vfat filesystem"), "{err}");
+    let o = e.on_esp_output(
+        "\"$BIN\" deploy --sysroot \"$SYSROOT\" --stage --vfat-boot \"$ESP\" testos/stable",
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("--stage"), "{err}");
+    assert_eq!(deployment_dirs(&e.sysroot), before);
+}
+
+/// `vfat-boot=auto` with the partition named as kernel-install's documentation says:
+/// `BOOT_ROOT=` in install.conf (kernel-install would otherwise pick the sysroot's
+/// /boot, which has `loader/entries`).
+#[test]
+fn boot_root_from_install_conf() {
+    let Some(e) = setup("vfat-boot=auto\n") else {
+        return;
+    };
+    write(
+        &e.conf.join("install.conf"),
+        &format!("layout=ostree\nBOOT_ROOT={}\n", e.mnt.display()),
+    );
+    let o = e.on_esp_output(&e.add_script(KVER, "k\n"), &[("BOOT_ROOT", "")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = check_mirror(&e.sysroot, &e.snap());
+    assert_eq!(m.len(), 2);
+}
+
+#[test]
 fn stage_with_mirror_is_refused() {
     let Some(e) = setup("stage=true\n") else {
         return;
@@ -452,4 +515,322 @@ fn explicit_path_must_be_the_partition() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("/nonexistent-esp: not a directory"), "{err}");
+}
+
+/// The ostree entries of a partition snapshot (name → text): all of `loader/entries`
+/// but the other OS's entry, which must be there unchanged.
+fn ostree_set(snap: &Path) -> BTreeMap<String, String> {
+    let mut m = esp_entries(snap);
+    assert_eq!(
+        m.remove("other.conf").as_deref(),
+        Some("title Other\nlinux /other/vmlinuz\n")
+    );
+    m
+}
+
+/// Every entry of the set boots: its kernel and initrd are on the partition with the
+/// bytes the sysroot (or, for files already cleaned up there, the template) has, and
+/// its `ostree=` bootlink resolves to a complete deployment.
+fn check_bootable(
+    set: &BTreeMap<String, String>,
+    snap: &Path,
+    sysroot: &Path,
+    template: &Path,
+    what: &str,
+) {
+    for (name, text) in set {
+        for l in text.lines() {
+            if let Some(p) = l
+                .strip_prefix("linux ")
+                .or_else(|| l.strip_prefix("initrd "))
+            {
+                let rel = p.trim_start_matches('/');
+                let want = fs::read(sysroot.join("boot").join(rel))
+                    .or_else(|_| fs::read(template.join("boot").join(rel)))
+                    .unwrap_or_else(|e| panic!("{what}: {name}: {p} in no boot/: {e}"));
+                let got = fs::read(snap.join(rel))
+                    .unwrap_or_else(|e| panic!("{what}: {name}: {p} not on the partition: {e}"));
+                assert!(got == want, "{what}: {name}: {p} differs");
+            }
+            if let Some(o) = l.strip_prefix("options ") {
+                let link = o
+                    .rsplit_once("ostree=")
+                    .unwrap()
+                    .1
+                    .split(' ')
+                    .next()
+                    .unwrap();
+                let d = sysroot.join(link.trim_start_matches('/'));
+                assert!(
+                    d.join("usr/lib/os-release").is_file(),
+                    "{what}: {name}: {link} does not resolve to a deployment"
+                );
+            }
+        }
+    }
+}
+
+/// SIGKILL at every checkpoint of `kernel-install add` onto a partition with no mirror
+/// yet (`first`) or with one: afterwards `loader/entries` holds the complete old set or
+/// the complete new set, every file each names is there with the right bytes, and a
+/// rerun completes, leaving no staging directory.
+fn killed_at_every_checkpoint(first: bool) {
+    let Some(e) = setup("") else { return };
+    e.write_tries("3\n");
+    if !first {
+        e.add(KVER, "our kernel\n");
+    }
+    // The starting point, copied back before every run.
+    let template = e.t.path().join("template");
+    copy_tree(&e.sysroot, &template);
+    let img0 = e.t.path().join("esp0.img");
+    fs::copy(&e.img, &img0).unwrap();
+    e.on_esp("true");
+    let old = ostree_set(&e.snap());
+    let reset = || {
+        remove_sysroot(&e.sysroot);
+        copy_tree(&template, &e.sysroot);
+        fs::copy(&img0, &e.img).unwrap();
+    };
+    let script = e.add_script(KVER2, "another kernel\n");
+    // The mirror of the sysroot as it was, which every change first brings the
+    // partition to (the same as `old` once there is a mirror): a run stopped right
+    // after that shows it.
+    let o = e.on_esp_output(&script, &[("OSTREE_COMPOSEFS_FAULT", "start")]);
+    assert!(!o.status.success());
+    let synced_old = ostree_set(&e.snap());
+    if !first {
+        assert_eq!(synced_old, old);
+    }
+    reset();
+    let o = e.on_esp_output(&script, &[("OSTREE_COMPOSEFS_FAULT_TRACE", "1")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let new = ostree_set(&e.snap());
+    assert_ne!(new, old);
+    let mut points: Vec<(String, u32)> = Vec::new();
+    for l in String::from_utf8_lossy(&o.stderr).lines() {
+        if let Some(name) = l
+            .strip_prefix("checkpoint ")
+            .and_then(|r| r.split(' ').next())
+        {
+            let n = points.iter().filter(|(p, _)| p == name).count() as u32 + 1;
+            points.push((name.to_string(), n));
+        }
+    }
+    for want in [
+        "vfat-kernel-copied",
+        "vfat-entry-written",
+        "vfat-before-swap",
+        "vfat-after-swap",
+        "vfat-old-removed",
+        "vfat-done",
+    ] {
+        assert!(
+            points.iter().any(|(p, _)| p == want),
+            "{want} not passed: {points:?}"
+        );
+    }
+    if first {
+        assert!(points.iter().any(|(p, _)| p == "vfat-loader-conf-written"));
+    } else {
+        // The partition already mirrors the sysroot: the change's first pass over it
+        // rewrites nothing.
+        let start = points.iter().position(|(p, _)| p == "start").unwrap();
+        assert!(
+            !points[..start]
+                .iter()
+                .any(|(p, _)| p == "vfat-entry-written"),
+            "{points:?}"
+        );
+    }
+    let (mut saw_old, mut saw_new) = (0, 0);
+    // The set the partition holds after each kill: `old` (or the mirror of the
+    // sysroot as it was) or `new`, nothing in between.
+    for (name, n) in &points {
+        let what = format!("killed at {name}:{n}");
+        reset();
+        let o = e.on_esp_output(
+            &script,
+            &[("OSTREE_COMPOSEFS_FAULT", &format!("{name}:{n}"))],
+        );
+        assert!(!o.status.success(), "{what}: not killed");
+        let now = ostree_set(&e.snap());
+        if now == old || now == synced_old {
+            saw_old += 1;
+        } else {
+            assert_eq!(now, new, "{what}: neither the old nor the new set");
+            saw_new += 1;
+        }
+        check_bootable(&now, &e.snap(), &e.sysroot, &template, &what);
+        e.on_esp(&script);
+        check_mirror(&e.sysroot, &e.snap());
+        assert!(
+            !e.snap().join("loader").join("entries.ostree-new").exists(),
+            "{what}"
+        );
+    }
+    eprintln!(
+        "{} kills: {saw_old} left the old set, {saw_new} the new one",
+        points.len()
+    );
+    assert!(saw_old > 0 && saw_new > 0);
+}
+
+#[test]
+fn first_mirror_killed_at_every_checkpoint() {
+    killed_at_every_checkpoint(true);
+}
+
+#[test]
+fn mirror_update_killed_at_every_checkpoint() {
+    killed_at_every_checkpoint(false);
+}
+
+/// The partition fills up while the mirror follows a switched sysroot: the change
+/// fails, nothing the old mirror boots is cleaned up, and the next change (here a
+/// `remove` of a kernel nothing boots) completes the mirror and then cleans up.
+#[test]
+fn full_partition_after_the_switch() {
+    let Some(e) = setup("") else { return };
+    e.add(KVER, "our kernel\n");
+    e.on_esp("true");
+    let old = ostree_set(&e.snap());
+    let template = e.t.path().join("template");
+    copy_tree(&e.sysroot, &template);
+    let big = "x".repeat(4 << 20);
+    let o = e.on_esp_output(
+        &format!(
+            "dd if=/dev/zero of=\"$ESP/filler\" bs=1M 2>/dev/null; sync; {}",
+            e.add_script(KVER2, &big)
+        ),
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("writing the systemd-boot mirror"), "{err}");
+    // The sysroot switched (ostree sees the new deployment first), the partition did
+    // not, and what its entries boot is all still there.
+    let on_disk = || {
+        fs::read_dir(e.sysroot.join("ostree/deploy/testos/deploy"))
+            .unwrap()
+            .filter(|d| d.as_ref().unwrap().file_type().unwrap().is_dir())
+            .count()
+    };
+    let sys = sysroot_entries(&e.sysroot);
+    assert!(sys.values().any(|t| t.contains(KVER2)), "{sys:?}");
+    assert_eq!(
+        on_disk(),
+        3,
+        "the deployment only the old mirror boots was removed"
+    );
+    let mut now = ostree_set(&e.snap());
+    assert_eq!(now, old);
+    check_bootable(&now, &e.snap(), &e.sysroot, &template, "after ENOSPC");
+    e.on_esp("rm \"$ESP/filler\"; kernel-install -v remove 9.9.9-none");
+    now = ostree_set(&e.snap());
+    assert_ne!(now, old);
+    assert_eq!(on_disk(), 2);
+    let m = check_mirror(&e.sysroot, &e.snap());
+    assert!(m["ostree-2"].1.contains(KVER2), "{m:?}");
+}
+
+/// Temp files anywhere on the partition snapshot.
+fn temps(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(temps(&e.path()));
+        } else if name.ends_with(".tmp") {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// `kernel-install add` onto an existing mirror, its whole process group SIGKILLed at
+/// random moments (also in the middle of a kernel copy or an entry write, between
+/// checkpoints): the same invariants, and the rerun leaves no temp file.
+#[test]
+fn mirror_update_killed_at_random_moments() {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let Some(e) = setup("") else { return };
+    e.write_tries("3\n");
+    e.add(KVER, "our kernel\n");
+    let template = e.t.path().join("template");
+    copy_tree(&e.sysroot, &template);
+    let img0 = e.t.path().join("esp0.img");
+    fs::copy(&e.img, &img0).unwrap();
+    e.on_esp("true");
+    let old = ostree_set(&e.snap());
+    let reset = || {
+        remove_sysroot(&e.sysroot);
+        copy_tree(&template, &e.sysroot);
+        fs::copy(&img0, &e.img).unwrap();
+    };
+    // A kernel big enough for a kill to land inside its copy now and then.
+    let script = e.add_script(KVER2, &"k".repeat(8 << 20));
+    e.on_esp(&script);
+    let new = ostree_set(&e.snap());
+    // How long mounting and kernel-install take, without the snapshot the exit trap
+    // makes (a SIGKILL skips it): kill delays are drawn below that.
+    reset();
+    let t0 = Instant::now();
+    let o = e
+        .esp_command(&format!("{script} >/dev/null 2>&1; kill -KILL $$"), &[])
+        .output()
+        .unwrap();
+    let full = t0.elapsed();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&o.status),
+        Some(9)
+    );
+    let runs: u64 = std::env::var("CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut seed: u64 = 0x2545f4914f6cdd1d;
+    let (mut saw_old, mut saw_new, mut leftovers) = (0, 0, 0);
+    for i in 0..runs {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % (full.as_micros() as u64 + 1));
+        reset();
+        let mut child = e
+            .esp_command(&script, &[])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        // The whole group: kernel-install, the plugin script and the binary.
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::KILL,
+        );
+        let st = child.wait().unwrap();
+        let what = format!("run {i}, killed after {delay:?} ({st})");
+        e.on_esp("true");
+        let now = ostree_set(&e.snap());
+        if now == old {
+            saw_old += 1;
+        } else {
+            assert_eq!(now, new, "{what}: neither the old nor the new set");
+            saw_new += 1;
+        }
+        check_bootable(&now, &e.snap(), &e.sysroot, &template, &what);
+        if !temps(&e.snap()).is_empty() {
+            leftovers += 1;
+        }
+        e.on_esp(&script);
+        check_mirror(&e.sysroot, &e.snap());
+        assert_eq!(temps(&e.snap()), Vec::<PathBuf>::new(), "{what}");
+    }
+    eprintln!(
+        "{runs} random kills (full run {full:?}): {saw_old} old set, {saw_new} new set, {leftovers} left temp files"
+    );
 }

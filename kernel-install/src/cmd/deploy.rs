@@ -57,21 +57,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32> {
-    let vfat = match &a.vfat_boot {
-        None => None,
-        Some(p) => {
-            let setting = deploy::vfat::VfatSetting::Path(std::path::absolute(p)?);
-            deploy::vfat::resolve(&setting, &a.sysroot, None)?
-                .map(|root| deploy::vfat::Mirror { root, tries: None })
-        }
-    };
-    let vfat = match vfat {
-        Some(m) => Some(deploy::vfat::Mirror {
-            tries: deploy::vfat::read_tries()?,
-            ..m
-        }),
-        None => None,
-    };
+    let vfat = vfat_mirror(a.vfat_boot.as_deref(), &a.sysroot)?;
     let opts = DeployOptions {
         sysroot: a.sysroot,
         stateroot: a.stateroot,
@@ -117,6 +103,23 @@ pub fn run(a: Args) -> Result<i32> {
         r.stateroot, r.csum, r.deployserial, r.bootcsum
     );
     Ok(0)
+}
+
+/// The mirror `--vfat-boot PATH` asks for: PATH must be a vfat mount other than the
+/// sysroot's boot/; the tries from kernel-install's tries file, as the plugin.
+pub fn vfat_mirror(
+    path: Option<&std::path::Path>,
+    sysroot: &std::path::Path,
+) -> Result<Option<deploy::vfat::Mirror>> {
+    let Some(p) = path else { return Ok(None) };
+    let setting = deploy::vfat::VfatSetting::Path(std::path::absolute(p)?);
+    let Some(root) = deploy::vfat::resolve(&setting, sysroot, None)? else {
+        return Ok(None);
+    };
+    Ok(Some(deploy::vfat::Mirror {
+        root,
+        tries: deploy::vfat::read_tries()?,
+    }))
 }
 
 /// The entry naming from the flags, else from `OSTREE_SYSROOT_OPTS` as upstream.

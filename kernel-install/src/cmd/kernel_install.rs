@@ -267,6 +267,26 @@ fn mirror(cfg: &Config, verbose: bool) -> Result<Option<vfat::Mirror>> {
     Ok(Some(vfat::Mirror { root, tries }))
 }
 
+/// kernel-install makes `$BOOT_ROOT/$ENTRY_TOKEN/$KVER` before the plugins for every
+/// layout but `bls`, and never removes it. On the mirror's partition that would leave
+/// an empty directory per kernel and make kernel-install's layout detection later
+/// take the partition for a `bls` one (it looks for `$BOOT_ROOT/$ENTRY_TOKEN`):
+/// removed when empty, with its parent when that empties too.
+fn drop_entry_dir(entry_dir: Option<&String>, mirror: Option<&vfat::Mirror>) {
+    let (Some(dir), Some(m)) = (entry_dir, mirror) else {
+        return;
+    };
+    let dir = Path::new(dir);
+    if !dir.starts_with(&m.root) || dir == m.root {
+        return;
+    }
+    if fs::remove_dir(dir).is_ok()
+        && let Some(parent) = dir.parent().filter(|p| *p != m.root)
+    {
+        let _ = fs::remove_dir(parent);
+    }
+}
+
 fn say(verbose: bool, msg: &str) {
     if verbose {
         println!("ostree-composefs: {msg}");
@@ -332,7 +352,7 @@ fn write_initrd(data: &[u8]) -> Result<(tempfile::TempDir, PathBuf)> {
 }
 
 fn add(rest: &[String], verbose: bool) -> Result<i32> {
-    let [kver, _entry_dir, kernel, initrds @ ..] = rest else {
+    let [kver, entry_dir, kernel, initrds @ ..] = rest else {
         bail!(
             "usage: add KVER ENTRY_DIR KERNEL [INITRD...] (got {} arguments)",
             rest.len()
@@ -483,6 +503,7 @@ fn add(rest: &[String], verbose: bool) -> Result<i32> {
     }
     let r = deploy::deploy_in(&opts, change)?;
     drop(tmp);
+    drop_entry_dir(Some(entry_dir), opts.vfat.as_ref());
     say(
         verbose,
         &format!(
@@ -517,6 +538,7 @@ fn remove(rest: &[String], verbose: bool) -> Result<i32> {
         layout::EntryNaming::from_env(),
         mirror.as_ref(),
     )?;
+    drop_entry_dir(rest.get(1), mirror.as_ref());
     for d in &gone {
         say(verbose, &format!("removed {}/{}", d.stateroot, d.name()));
     }

@@ -16,12 +16,17 @@ pub struct Args {
     /// ostree-N.conf entry names: the default, kept for scripts that ask for it.
     #[arg(long, hide = true)]
     bootloader_naming_2: bool,
+    /// The vfat partition mirrored for systemd-boot (see deploy --vfat-boot): its
+    /// entries and kernels follow the removal.
+    #[arg(long, value_name = "PATH")]
+    vfat_boot: Option<PathBuf>,
     index: usize,
 }
 
 pub fn run(a: Args) -> Result<i32> {
     let naming = super::deploy::entry_naming(a.bootloader_naming_1, a.bootloader_naming_2);
-    let d = crate::deploy::undeploy(&a.sysroot, a.index, naming)?;
+    let mirror = super::deploy::vfat_mirror(a.vfat_boot.as_deref(), &a.sysroot)?;
+    let d = crate::deploy::undeploy(&a.sysroot, a.index, naming, mirror.as_ref())?;
     println!("Deleted deployment {}/{}", d.stateroot, d.name());
     Ok(0)
 }

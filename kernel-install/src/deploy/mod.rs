@@ -772,13 +772,18 @@ pub(crate) fn stage(
 
 /// `ostree-composefs undeploy INDEX`: drops deployment INDEX (0 = default) from the boot
 /// configuration and removes it; the booted one is refused.
-pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Deployment> {
+pub fn undeploy(
+    sysroot: &Path,
+    index: usize,
+    naming: EntryNaming,
+    mirror: Option<&vfat::Mirror>,
+) -> Result<Deployment> {
     let Change {
         _lock,
         state,
         booted,
         ..
-    } = begin_change(sysroot)?;
+    } = begin_change_with(sysroot, mirror)?;
     let Some(target) = state.deployments.get(index).cloned() else {
         bail!(
             "Out of range deployment index {index}, expected < {}",
@@ -797,6 +802,7 @@ pub fn undeploy(sysroot: &Path, index: usize, naming: EntryNaming) -> Result<Dep
         .collect();
     staged::drop_staged(booted.as_ref())?;
     boot::write_deployments(sysroot, &state, &mut planned, naming)?;
+    sync_mirror(sysroot, mirror, &mut false)?;
     boot::cleanup(sysroot, booted.as_ref())?;
     Ok(target)
 }

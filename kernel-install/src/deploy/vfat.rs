@@ -15,7 +15,7 @@
 //! the sysroot's switch and the mirror's is completed before anything the old mirror
 //! still boots is cleaned up).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -173,8 +173,16 @@ struct Active {
     /// File name without `.conf`.
     base: String,
     text: String,
-    /// `<stateroot>/<csum>.<serial>`.
-    identity: String,
+    stateroot: String,
+    /// `<csum>.<serial>`.
+    deploy_name: String,
+}
+
+impl Active {
+    /// `<stateroot>/<csum>.<serial>`, as the identity line names it.
+    fn identity(&self) -> String {
+        format!("{}/{}", self.stateroot, self.deploy_name)
+    }
 }
 
 fn read_active(sysroot: &Path) -> Result<Vec<Active>> {
@@ -188,13 +196,22 @@ fn read_active(sysroot: &Path) -> Result<Vec<Active>> {
     for ent in rd {
         let ent = ent.with_context(|| format!("reading {}", dir.display()))?;
         let name = ent.file_name().to_string_lossy().into_owned();
-        let Some(base) = name.strip_suffix(".conf") else {
+        // An ostree that counts boots itself (`boot-counting-tries`) names the
+        // sysroot's entries with a counter too: the mirror keeps its own.
+        let Some((base, _)) = sdboot::split_entry_name(&name) else {
             continue;
         };
         if !ent.file_type()?.is_file() {
             continue;
         }
         let p = ent.path();
+        if !base.starts_with(sdboot::ENTRY_PREFIX) {
+            // The mirror tells its entries from other systems' by this prefix.
+            bail!(
+                "{}: not an ostree entry name (ostree-*.conf); cannot mirror it",
+                p.display()
+            );
+        }
         let bytes = ostree_boot::fsutil::read_regular(&p, ostree_boot::fsutil::ReadKind::Config)
             .with_context(|| format!("reading {}", p.display()))?;
         let text =
@@ -216,7 +233,8 @@ fn read_active(sysroot: &Path) -> Result<Vec<Active>> {
         out.push(Active {
             base: base.to_string(),
             text,
-            identity: format!("{}/{dname}", bl.stateroot),
+            stateroot: bl.stateroot,
+            deploy_name: dname,
         });
     }
     out.sort_by(|a, b| a.base.cmp(&b.base));
@@ -246,10 +264,7 @@ fn boot_relative(v: &str, file: &str) -> Result<PathBuf> {
 /// sysroot's entry, the file paths made relative to the partition root.
 fn mirror_text(a: &Active, files: &mut BTreeSet<PathBuf>) -> Result<String> {
     let file = format!("{}.conf", a.base);
-    let mut out = sdboot::identity_line(
-        a.identity.split_once('/').map_or("", |x| x.0),
-        a.identity.split_once('/').map_or("", |x| x.1),
-    );
+    let mut out = sdboot::identity_line(&a.stateroot, &a.deploy_name);
     out.push('\n');
     for line in a.text.lines() {
         let key_end = line.find([' ', '\t']);
@@ -316,17 +331,23 @@ fn copy_kernel_file(src: &Path, dst: &Path) -> Result<()> {
     checkpoint("vfat-kernel-copied")
 }
 
-/// Boot counters by deployment (`<stateroot>/<csum>.<serial>`); `None`: blessed.
-type Counters = HashMap<String, Option<Counter>>;
+/// The entries now on the partition.
+#[derive(Default)]
+struct Live {
+    /// Boot counters of the ostree entries by deployment (`<stateroot>/<csum>.<serial>`);
+    /// `None`: blessed (or never counted).
+    counters: HashMap<String, Option<Counter>>,
+    /// The ostree entries: name → text.
+    ours: BTreeMap<String, String>,
+    /// The names of the other entries, carried over as they are.
+    foreign: Vec<String>,
+}
 
-/// The counters of the ostree entries now on the partition, by deployment, and the
-/// names of the other entries (carried over as they are).
-fn read_mirror(entries: &Path) -> Result<(Counters, Vec<String>)> {
-    let mut counters = HashMap::new();
-    let mut foreign = Vec::new();
+fn read_mirror(entries: &Path) -> Result<Live> {
+    let mut live = Live::default();
     let rd = match fs::read_dir(entries) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((counters, foreign)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(live),
         Err(e) => return Err(e).with_context(|| format!("reading {}", entries.display())),
     };
     for ent in rd {
@@ -343,22 +364,23 @@ fn read_mirror(entries: &Path) -> Result<(Counters, Vec<String>)> {
         let ours = name.starts_with(sdboot::ENTRY_PREFIX) && name.ends_with(".conf");
         if !ours {
             if !fsutil::is_temp_name(&name) {
-                foreign.push(name);
+                live.foreign.push(name);
             }
             continue;
         }
         let bytes = ostree_boot::fsutil::read_regular(&p, ostree_boot::fsutil::ReadKind::Config)
             .with_context(|| format!("reading {}", p.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         if let (Some(id), Some((_, counter))) = (
             sdboot::read_identity(&text),
             sdboot::split_entry_name(&name),
         ) {
-            counters.insert(id.to_string(), counter);
+            live.counters.insert(id.to_string(), counter);
         }
+        live.ours.insert(name, text);
     }
-    foreign.sort();
-    Ok((counters, foreign))
+    live.foreign.sort();
+    Ok(live)
 }
 
 /// Makes the partition at `m.root` mirror the sysroot's active entries.
@@ -372,17 +394,32 @@ pub fn sync(sysroot: &Path, m: &Mirror) -> Result<()> {
     // Whatever is at the staging name is a leftover: a partial new set, or the old set
     // of an exchange whose cleanup did not happen. loader/entries is the live one.
     fsutil::remove_tree(&staging)?;
-    let (counters, foreign) = read_mirror(&entries)?;
+    let live = read_mirror(&entries)?;
 
     let mut files = BTreeSet::new();
     let mut texts = Vec::new();
     for a in &active {
         let text = mirror_text(a, &mut files)?;
-        let counter = match counters.get(&a.identity) {
+        let counter = match live.counters.get(&a.identity()) {
             Some(c) => *c,
             None => m.tries.map(|left| Counter { left, done: None }),
         };
         texts.push((sdboot::entry_name(&a.base, counter), text));
+    }
+    let conf = loader.join("loader.conf");
+    // Already the mirror of this configuration (every change begins by bringing the
+    // partition up to date, and mostly finds it so): nothing is rewritten.
+    let wanted: BTreeMap<String, String> = texts.iter().cloned().collect();
+    if live.ours == wanted
+        && fs::symlink_metadata(&conf).is_ok()
+        && files.iter().all(|rel| {
+            match (fs::metadata(boot.join(rel)), fs::metadata(root.join(rel))) {
+                (Ok(a), Ok(b)) => b.is_file() && a.len() == b.len(),
+                _ => false,
+            }
+        })
+    {
+        return remove_unreferenced(root, &files);
     }
     for rel in &files {
         copy_kernel_file(&boot.join(rel), &root.join(rel))?;
@@ -392,14 +429,13 @@ pub fn sync(sysroot: &Path, m: &Mirror) -> Result<()> {
     }
 
     fs::create_dir_all(&loader).with_context(|| format!("mkdir {}", loader.display()))?;
-    let conf = loader.join("loader.conf");
     if fs::symlink_metadata(&conf).is_err() {
         write_synced(&conf, LOADER_CONF.as_bytes())?;
         checkpoint("vfat-loader-conf-written")?;
     }
 
     fs::create_dir(&staging).with_context(|| format!("mkdir {}", staging.display()))?;
-    for name in &foreign {
+    for name in &live.foreign {
         let src = entries.join(name);
         let bytes = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
         write_synced(&staging.join(name), &bytes)?;
@@ -489,6 +525,46 @@ mod tests {
         assert_eq!(VfatSetting::parse("yes"), None);
     }
 
+    /// On a filesystem that is not vfat (this host's kernel has none; the VM cases
+    /// mount real ones): `auto` finds nothing, a given path is refused naming it.
+    #[test]
+    fn resolve_outside_vfat() {
+        if std::env::var_os(ANY_FS_ENV).is_some() {
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let sysroot = t.path().join("sysroot");
+        let esp = t.path().join("esp");
+        fs::create_dir_all(sysroot.join("boot")).unwrap();
+        fs::create_dir(&esp).unwrap();
+        if is_vfat(&esp).unwrap() {
+            return;
+        }
+        let auto = VfatSetting::Auto;
+        assert_eq!(resolve(&auto, &sysroot, None).unwrap(), None);
+        assert_eq!(resolve(&auto, &sysroot, Some(&esp)).unwrap(), None);
+        assert_eq!(
+            resolve(&auto, &sysroot, Some(&sysroot.join("boot"))).unwrap(),
+            None
+        );
+        assert_eq!(
+            resolve(&VfatSetting::None, &sysroot, Some(&esp)).unwrap(),
+            None
+        );
+        let e = resolve(&VfatSetting::Path(esp.clone()), &sysroot, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a vfat filesystem") && e.contains("esp"),
+            "{e}"
+        );
+        let e = resolve(&VfatSetting::Path(t.path().join("nope")), &sysroot, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope: not a directory"), "{e}");
+        check_boot_not_vfat(&sysroot).unwrap();
+    }
+
     #[test]
     fn paths_relative_to_the_partition() {
         assert_eq!(
@@ -516,7 +592,8 @@ mod tests {
         let a = Active {
             base: "ostree-1".into(),
             text: "title T\nversion 1\noptions root=x ostree=/ostree/boot.1/os/abc/0\nlinux /boot/ostree/os-abc/vmlinuz-6\ninitrd /ostree/os-abc/initramfs-6.img\n".into(),
-            identity: "os/abc.0".into(),
+            stateroot: "os".into(),
+            deploy_name: "abc.0".into(),
         };
         let mut files = BTreeSet::new();
         let t = mirror_text(&a, &mut files).unwrap();
