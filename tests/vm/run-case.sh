@@ -246,7 +246,8 @@ case $BOOT_VIA in
         [ -f "$D/esp.img" ] || die "BOOT_VIA=systemd-boot needs an sdboot* variant (no $D/esp.img)"
         ESP=$W/esp.img
         cp --sparse=always --reflink=auto "$D/esp.img" "$ESP"
-        sdboot_prepare_esp "console=ttyS0 panic=-1 loglevel=4 $HARNESS_ARGS $SDBOOT_MOUNT_ARG"
+        # (console=ttyS0 and the ESP mount are in the deployments' own arguments.)
+        sdboot_prepare_esp "$HARNESS_ARGS"
         ;;
 esac
 prep_s=$(since "$t_prep")

@@ -27,6 +27,11 @@ SDBOOT_REF2=$OSTREE_REF-gen2
 SDBOOT_TRIES=2
 # Where the guest mounts the ESP; systemd-bless-boot looks there (and at /boot, /boot/efi).
 SDBOOT_MOUNT_ARG="systemd.mount-extra=/dev/disk/by-partlabel/$SDBOOT_ESP_LABEL:/efi:vfat:umask=0077"
+# The kernel arguments of the deployments on the ESP: the harness's serial console and the
+# ESP mount are the deployments' own (as an admin's kargs would be), so that entries the
+# plugin rewrites later (sdboot-killed deploys in the guest) keep them; a case appends
+# the rest to its copy of the entries.
+SDBOOT_DEPLOY_KARGS="$BASE_KARGS console=ttyS0 panic=-1 loglevel=4 $SDBOOT_MOUNT_ARG"
 
 # The trixie version of systemd the base tree has: systemd-boot's binaries link against
 # its libsystemd-shared-257.so and must be the same build.
@@ -156,7 +161,7 @@ sdboot_esp_pass() {
     w=$(mktemp -d)
     mkdir -p "$w/in" "$w/res"
     cp "$d/keys/deploy.secret" "$w/in/deploy.secret"
-    sdboot_pass_script "$BASE_KARGS" >"$w/in/guest.sh"
+    sdboot_pass_script "$SDBOOT_DEPLOY_KARGS" >"$w/in/guest.sh"
     echo 1 >"$w/in/boot"
     tar -cf "$w/in.tar" -C "$w/in" .
     truncate -s 16M "$w/out.img"
@@ -183,7 +188,7 @@ sdboot_esp_pass() {
 # What the ESP pass adds to the cache key of an sdboot* disk (not the per-case helpers).
 sdboot_disk_key() {
     hash_inputs "$(declare -f sdboot_esp_pass sdboot_pass_script sdboot_mkesp sdboot_mtools sdboot_entry_files)" \
-        "$SDBOOT_ESP_LABEL $SDBOOT_FAT_OFFSET $SDBOOT_REF2 $SDBOOT_TRIES" "$(sdboot_version)"
+        "$SDBOOT_ESP_LABEL $SDBOOT_FAT_OFFSET $SDBOOT_REF2 $SDBOOT_TRIES $SDBOOT_DEPLOY_KARGS" "$(sdboot_version)"
 }
 
 # --- per case (run-case.sh) ---

@@ -253,12 +253,13 @@ ostreeify_tree() {
 
 # shellcheck source=tests/vm/deploy.sh
 . "$VM_DIR/deploy.sh"
-# shellcheck source=tests/vm/sdboot.sh
-. "$VM_DIR/sdboot.sh"
 
 # Kernel arguments of every deployment: the disk, mounted rw because ostree's /var and
 # the /etc of the legacy path live on it (sysroot.readonly makes /sysroot ro later).
 BASE_KARGS="root=/dev/vda rw"
+
+# shellcheck source=tests/vm/sdboot.sh
+. "$VM_DIR/sdboot.sh"
 
 # Which paths get fs-verity in the verity pass, per variant (empty: no pass).
 verity_paths() {
