@@ -17,9 +17,15 @@ use common::*;
 const KVER: &str = "6.1.0-test";
 const KVER2: &str = "6.2.0-test";
 
-fn plugin() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../units/kernel-install/88-ostree-composefs.install")
+/// Both plugins `make install` installs, in kernel-install's order: the GRUB tries
+/// plugin must leave the systemd-boot partition alone (check_mirror: no `grub/`).
+fn plugins() -> String {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../units/kernel-install");
+    format!(
+        "{} {}",
+        d.join("87-ostree-grub-tries.install").display(),
+        d.join("88-ostree-composefs.install").display()
+    )
 }
 
 fn kernel_has_vfat() -> bool {
@@ -138,7 +144,7 @@ impl Env {
             .env("KERNEL_INSTALL_CONF_ROOT", &self.conf)
             .env("BOOT_ROOT", &self.mnt)
             .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
-            .env("KERNEL_INSTALL_PLUGINS", plugin())
+            .env("KERNEL_INSTALL_PLUGINS", plugins())
             .env("OSTREE_COMPOSEFS", BIN)
             .env("BIN", BIN)
             .env("SYSROOT", &self.sysroot)
