@@ -2,7 +2,9 @@
 # `make demo`: from nothing, build a small Debian OS, deploy it as a signed composefs root
 # (transient key in the initrd), boot it under qemu and show what was verified.
 # BOOTLOADER=direct (default, the fastest: qemu loads the entry's kernel and initrd),
-# grub (GRUB 2.14 under OVMF reads the BLS entry from the disk) or grub-bios (SeaBIOS).
+# grub (GRUB 2.14 under OVMF reads the BLS entry from the disk), grub-bios (SeaBIOS) or
+# systemd-boot (under OVMF, from a FAT ESP that kernel-install filled through our plugin;
+# the update on trial is counted and blessed).
 # Each stage prints one progress line; the build stages are cached in build/vm, so a second
 # run only boots. The VM harness (tests/vm/) does the work; see tests/vm/README.md.
 set -euo pipefail
@@ -16,7 +18,8 @@ case ${BOOTLOADER:-direct} in
     "" | direct) boot_via=direct ;;
     grub | grub-efi) boot_via=grub-efi ;;
     grub-bios) boot_via=grub-bios ;;
-    *) die "BOOTLOADER=$BOOTLOADER: expected direct, grub or grub-bios" ;;
+    systemd-boot | sdboot) boot_via=systemd-boot ;;
+    *) die "BOOTLOADER=$BOOTLOADER: expected direct, grub, grub-bios or systemd-boot" ;;
 esac
 
 STAGES=6
@@ -43,15 +46,26 @@ impl=$(vm_impl)
 [ "$impl" = ours ] || printf '    note: booting Debian ostree-boot (C), not ours (OSTREE_VM_IMPL, or not built)\n'
 stage_base
 stage_tree "$impl"
-[ "$boot_via" = direct ] || stage_grub
-done_stage "implementation: $impl$([ "$boot_via" = direct ] || echo ", GRUB 2.14 images (sid's grub-mkimage)")"
+case $boot_via in grub-*) stage_grub ;; esac
+done_stage "implementation: $impl$(case $boot_via in grub-*) echo ", GRUB 2.14 images (sid's grub-mkimage)" ;; systemd-boot) echo ", systemd-boot $(sdboot_version) (trixie)" ;; esac)"
 
 variant=signed
 if ! deployer_supports signed; then
     variant=legacy
     printf '    note: the kernel-install plugin is not there yet: deploying the legacy (non-composefs) way\n'
 fi
-stage "deploy ($variant): ostree commit, $( [ "$variant" = signed ] && echo "composefs image, signed with a transient key, " )ext4+verity disk"
+if [ "$boot_via" = systemd-boot ]; then
+    # Two deployments that kernel-install writes onto the ESP in the guest (the host has
+    # no vfat), the newer one with boot tries: the demo boots, counts and blesses it.
+    variant=sdboot2
+    deployer_supports sdboot2 || die "BOOTLOADER=systemd-boot needs the kernel-install plugin"
+fi
+case $variant in
+    signed) what="composefs image, signed with a transient key, ext4+verity disk" ;;
+    sdboot2) what="ext4+verity disk, then in the guest two composefs deployments by kernel-install onto a FAT ESP, the newer with $SDBOOT_TRIES boot tries" ;;
+    *) what="ext4+verity disk" ;;
+esac
+stage "deploy ($variant): ostree commit, $what"
 stage_disk "$impl" "$variant"
 done_stage "$CACHE/disk-$impl-$variant/root.ext4"
 
@@ -59,6 +73,7 @@ case $boot_via in
     direct) how="kernel" ;;
     grub-efi) how="OVMF, GRUB 2.14 reading the BLS entry, kernel" ;;
     grub-bios) how="SeaBIOS, GRUB 2.14 reading the BLS entry, kernel" ;;
+    systemd-boot) how="OVMF, systemd-boot reading the plugin's entries on the ESP, kernel" ;;
 esac
 stage "boot under qemu (TCG): $how, systemd initrd, ostree-prepare-root, systemd"
 t=$(now)

@@ -8,7 +8,8 @@ set -euo pipefail
 # ships qemu-utils 10.0 from there, and bookworm's qemu-system-x86 7.2 would remove it.
 PKGS_MAIN=(ostree python3-nacl ovmf erofs-utils fsverity e2fsprogs util-linux cpio kmod xz-utils zstd libssl-dev
            busybox-static debootstrap dracut-core systemd openssl go-md2man pkg-config
-           python3 bc file shellcheck attr gzip btrfs-progs dosfstools systemd-boot)
+           python3 bc file shellcheck attr gzip btrfs-progs dosfstools systemd-boot
+           mtools fdisk)
 PKGS_BPO=(qemu-system-x86 qemu-utils)
 
 STATE=${SETUP_STATE_DIR:-/var/cache/ostree-composefs-setup}

@@ -19,6 +19,9 @@
 #              with /etc/kernel/tries = $VERITY2_TRIES: the GRUB cases' update on trial.
 #   signedkey  signing=key with a key made here (KEYDIR/deploy.secret); KEYDIR/other.* is a
 #              second key. The initrd gets no key: cases add one (INITRD_KEY).
+#   sdboot2    the host's deployment of generation 1 and generation 2 committed on
+#              $SDBOOT_REF2; the ESP pass (sdboot.sh) then deploys both through
+#              kernel-install in the guest onto the ESP (vfat-boot=), the second with tries.
 #   peer       the same commit deployed again by upstream's `ostree admin deploy` (Debian
 #              sid's 2026.x with composefs, the peer chroot of scripts/peer-sid.sh, run by
 #              scripts/peer-run.sh), which writes the `.ostree.cfs` ("maybe" verity: no
@@ -83,13 +86,17 @@ vm_deploy() {
             [ -n "$keydir" ] || die "verity2 needs a key directory"
             gen_ed25519_key "$keydir" deploy
             plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs"
-            mkdir -p "$sysroot.layer/usr/lib/ostree-vm-test"
-            echo 2 >"$sysroot.layer/usr/lib/ostree-vm-test/generation"
-            ostree --repo="$sysroot/ostree/repo" commit --branch="$OSTREE_REF" \
-                --subject="ostree VM harness test OS, generation 2" \
-                --tree=dir="$tree" --tree=dir="$sysroot.layer" >&2
-            rm -rf "$sysroot.layer"
+            commit_generation2 "$sysroot" "$tree" "$OSTREE_REF"
             plugin_deploy "$sysroot" "$tree" "key:$keydir/deploy.secret" 2 "$kargs" "$VERITY2_TRIES"
+            ;;
+        sdboot2)
+            # systemd-boot (sdboot.sh): only the host's deployment and a second commit on
+            # $SDBOOT_REF2 here; the host cannot mount the ESP, so both composefs
+            # deployments are made by kernel-install in the guest (the ESP pass), with
+            # this key. Fs-verity on the objects comes from the verity pass.
+            [ -n "$keydir" ] || die "sdboot2 needs a key directory"
+            gen_ed25519_key "$keydir" deploy
+            commit_generation2 "$sysroot" "$tree" "$SDBOOT_REF2"
             ;;
         peer) peer_deploy "$sysroot" "${karg_opts[@]}" ;;
         peerverity)
@@ -100,6 +107,18 @@ vm_deploy() {
             ;;
         *) die "unknown deploy variant '$variant'" ;;
     esac
+}
+
+# commit_generation2 SYSROOT TREE BRANCH: TREE plus /usr/lib/ostree-vm-test/generation
+# (= 2, what the guest reports) committed on BRANCH.
+commit_generation2() {
+    local sysroot=$1 tree=$2 branch=$3
+    mkdir -p "$sysroot.layer/usr/lib/ostree-vm-test"
+    echo 2 >"$sysroot.layer/usr/lib/ostree-vm-test/generation"
+    ostree --repo="$sysroot/ostree/repo" commit --branch="$branch" \
+        --subject="ostree VM harness test OS, generation 2" \
+        --tree=dir="$tree" --tree=dir="$sysroot.layer" >&2
+    rm -rf "$sysroot.layer"
 }
 
 # peer_deploy SYSROOT KARG_OPTS...: upstream's `ostree admin deploy` of $OSTREE_REF (the

@@ -40,9 +40,10 @@ guest_script() { :; }    # prints a script run in the guest (gets BOOT, OUT, IN)
 check() { :; }           # host-side checks after boot $BOOT, with the helpers below
 TAMPERS=0          # set to 1 by cases that define tamper(): the disk is copied, not overlaid
 BOOT_VIA=direct    # direct: qemu -kernel/-initrd/-append from the entry | grub-efi | grub-bios:
-                   # GRUB 2.14 reads the entries on the disk (tests/vm/grub.sh)
-ENTRY_KARGS_1=""   # grub-*: appended to the default entry's options only
-GRUB_REBOOT=0      # grub-*: 1 lets the guest reboot within one qemu run (rollback cases);
+                   # GRUB 2.14 reads the entries on the disk (tests/vm/grub.sh) | systemd-boot:
+                   # systemd-boot reads the plugin's entries on a FAT ESP (tests/vm/sdboot.sh)
+ENTRY_KARGS_1=""   # grub-*, systemd-boot: appended to the default entry's options only
+GRUB_REBOOT=0      # grub-*, systemd-boot: 1 lets the guest reboot within one qemu run (rollbacks);
                    # an initrd failure then reboots (rd.emergency=reboot) instead of powering off
 
 # --- helpers for tamper(): edit the raw disk image offline (debugfs, dd), no mount ---
@@ -169,7 +170,7 @@ stage_kernel
 stage_base
 stage_tree "$IMPL"
 stage_disk "$IMPL" "$VARIANT"
-[ "$BOOT_VIA" = direct ] || stage_grub
+case $BOOT_VIA in grub-*) stage_grub ;; esac
 D=$CACHE/disk-$IMPL-$VARIANT
 W=$CACHE/run/$NAME
 rm -rf "$W"
@@ -177,7 +178,7 @@ mkdir -p "$W"
 SYSROOT=$D/sysroot
 
 # GRUB boots edit the entries on the disk: they need a raw copy too.
-if [ "$TAMPERS" = 1 ] || [ "$BOOT_VIA" != direct ]; then
+if [ "$TAMPERS" = 1 ] || [[ $BOOT_VIA == grub-* ]]; then
     DISK=$W/root.ext4
     cp --sparse=always --reflink=auto "$D/root.ext4" "$DISK"
     tamper
@@ -234,17 +235,28 @@ make_append() {
     APPEND="$OPTIONS$KARGS_ADD $HARNESS_ARGS"
 }
 make_append "$D/options"
-if [ "$BOOT_VIA" != direct ]; then
-    # What vm_boot adds to -append, here written into the entries GRUB reads.
-    grub_prepare_disk "console=ttyS0 panic=-1 loglevel=4 $HARNESS_ARGS"
-fi
+case $BOOT_VIA in
+    grub-*)
+        # What vm_boot adds to -append, here written into the entries GRUB reads.
+        grub_prepare_disk "console=ttyS0 panic=-1 loglevel=4 $HARNESS_ARGS"
+        ;;
+    systemd-boot)
+        # The case's copy of the ESP the plugin filled (the ESP pass), written by
+        # systemd-boot's counting and by systemd-bless-boot.
+        [ -f "$D/esp.img" ] || die "BOOT_VIA=systemd-boot needs an sdboot* variant (no $D/esp.img)"
+        ESP=$W/esp.img
+        cp --sparse=always --reflink=auto "$D/esp.img" "$ESP"
+        # (console=ttyS0 and the ESP mount are in the deployments' own arguments.)
+        sdboot_prepare_esp "$HARNESS_ARGS"
+        ;;
+esac
 prep_s=$(since "$t_prep")
 
 # --- boot(s) ---
 # OVMF connects only the devices in qemu's boot order: GRUB finds the root disk if it is
 # in that order too (after GRUB's own disk).
 ROOT_BOOTINDEX=""
-[ "$BOOT_VIA" = direct ] || ROOT_BOOTINDEX=,bootindex=1
+[[ $BOOT_VIA != grub-* ]] || ROOT_BOOTINDEX=,bootindex=1
 # Disks at fixed PCI slots so that the root is always /dev/vda (the deployment's root=);
 # the harness's input and output disks are found by serial in the guest.
 LOG=$LOGS/$NAME.log
@@ -282,6 +294,10 @@ for BOOT in $(seq 1 "$BOOTS"); do
         -device virtio-blk-pci,drive=out,addr=0x6,serial=vmtest-out)
     if [ "$BOOT_VIA" = direct ]; then
         vm_boot "$CONSOLE" "$D/vmlinuz" "$INITRD" "$APPEND" "${disks[@]}" || rc=$?
+    elif [ "$BOOT_VIA" = systemd-boot ]; then
+        vm_boot_sdboot "$CONSOLE" "${disks[@]}" || rc=$?
+        sdboot_timeline "$CONSOLE" >"$W/timeline.$BOOT"
+        sdboot_esp_listing "$ESP" >"$W/esp-entries.$BOOT"
     else
         vm_boot_grub "$BOOT_VIA" "$CONSOLE" "${disks[@]}" || rc=$?
         grub_timeline "$CONSOLE" >"$W/timeline.$BOOT"
@@ -315,7 +331,7 @@ if [ ${#FAILURES[@]} -eq 0 ]; then
     for b in $(seq 1 "$BOOTS"); do
         [ ! -s "$W/timeline.$b" ] || { echo "  timeline of boot $b:"; sed 's/^/    /' "$W/timeline.$b"; }
     done
-    rm -f "$LOG" "$W"/*.img "$W"/root.*
+    rm -f "$LOG" "$W"/*.img "$W"/root.* "$W"/ovmf-vars.fd
     exit 0
 fi
 printf 'FAIL %s (impl=%s variant=%s via=%s %s) console: %s\n' "$NAME" "$IMPL" "$VARIANT" "$BOOT_VIA" "$TIMES" "$LOG"

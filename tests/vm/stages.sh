@@ -199,7 +199,8 @@ tree_key() {
     # The functions that shape the tree, not all of stages.sh: editing the boot or disk
     # steps must not rebuild the tree.
     hash_inputs "$(base_key)" "$(kver)" "$impl" "$VM_DIR/guest" "$DRACUT_MODULES $DRACUT_DRIVERS" \
-        "$(declare -f stage_tree install_ours install_upstream install_guest_hooks ostreeify_tree)" "${extra[@]}"
+        "$(declare -f stage_tree install_ours install_upstream install_guest_hooks ostreeify_tree install_sdboot_tools)" \
+        "$(sdboot_version)" "${extra[@]}"
 }
 stage_tree() {
     local impl=$1 key kv t dest
@@ -218,6 +219,7 @@ stage_tree() {
     cp "$CACHE/kernel/$kv/vmlinuz" "$r/usr/lib/modules/$kv/vmlinuz"
     "install_$impl" "$r"
     install_guest_hooks "$r"
+    install_sdboot_tools "$r"
     in_chroot "$r" depmod "$kv"
     in_chroot "$r" dracut --quiet --force --no-hostonly --no-hostonly-cmdline --kver "$kv" \
         -m "$DRACUT_MODULES" --add-drivers "$DRACUT_DRIVERS" --no-compress \
@@ -256,10 +258,15 @@ ostreeify_tree() {
 # the /etc of the legacy path live on it (sysroot.readonly makes /sysroot ro later).
 BASE_KARGS="root=/dev/vda rw"
 
+# shellcheck source=tests/vm/sdboot.sh
+. "$VM_DIR/sdboot.sh"
+
 # Which paths get fs-verity in the verity pass, per variant (empty: no pass).
 verity_paths() {
     case $1 in
         legacy | composefs | peer) echo "" ;;
+        # The images are made later, in the guest, which enables their fs-verity itself.
+        sdboot*) echo "/mnt/ostree/repo/objects" ;;
         *) echo "/mnt/ostree/repo/objects /mnt/ostree/deploy/$STATEROOT/deploy/*/.ostree.cfs" ;;
     esac
 }
@@ -270,6 +277,7 @@ stage_disk() {
     local impl=$1 variant=$2 key d t
     key=$(hash_inputs "$(tree_key "$impl")" "$variant" "$VM_DIR/deploy.sh" "$VM_DIR/verity-helper/src" "$BASE_KARGS" \
         "$(declare -f stage_disk verity_pass mk_busybox_initramfs verity_paths)")
+    case $variant in sdboot*) key=$(hash_inputs "$key" "$(sdboot_disk_key)") ;; esac
     d=$CACHE/disk-$impl-$variant
     if stamp_ok "disk-$impl-$variant" "$key" && [ -f "$d/root.ext4" ]; then return 0; fi
     t=$(now)
@@ -304,6 +312,8 @@ stage_disk() {
     if [ -n "$vp" ]; then
         verity_pass "$d/root.ext4" "$vp"
     fi
+    # systemd-boot variants: the ESP, filled by kernel-install in the guest (sdboot.sh).
+    case $variant in sdboot*) sdboot_esp_pass "$d" ;; esac
     # The sysroot dir stays for inspection and for tamper cases that need object names.
     stamp_set "disk-$impl-$variant" "$key"
     log "disk: $variant ready in $(since "$t") s"
