@@ -210,6 +210,7 @@ fn kernel_install(t: &Path, layout: &str, tries: Option<&str>) -> Output {
         .env("BOOT_ROOT", t.join("boot"))
         .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
         .env("KERNEL_INSTALL_PLUGINS", plugin())
+        .env("TMPDIR", t)
         .env("OSTREE_COMPOSEFS", BIN)
         .output()
         .unwrap()

@@ -90,6 +90,7 @@ impl Env {
             .env("BOOT_ROOT", self.sysroot.join("boot"))
             .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
             .env("KERNEL_INSTALL_PLUGINS", plugin())
+            .env("TMPDIR", self.t.path())
             .env("OSTREE_COMPOSEFS", BIN)
             .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &self.kiroot);
         c
@@ -395,6 +396,7 @@ fn booted_deployment_is_never_removed() {
         .env("BOOT_ROOT", e.sysroot.join("boot"))
         .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
         .env("KERNEL_INSTALL_PLUGINS", plugin())
+        .env("TMPDIR", e.t.path())
         .env("OSTREE_COMPOSEFS", BIN)
         .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &e.kiroot)
         .output()
@@ -681,6 +683,7 @@ fn remove_finds_entries_of_both_namings() {
         .env("BOOT_ROOT", e.sysroot.join("boot"))
         .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
         .env("KERNEL_INSTALL_PLUGINS", plugin())
+        .env("TMPDIR", e.t.path())
         .env("OSTREE_COMPOSEFS", BIN)
         .env("OSTREE_KERNEL_INSTALL_CONF_ROOT", &e.kiroot)
         .env("OSTREE_SYSROOT_OPTS", "bootloader-naming-1")

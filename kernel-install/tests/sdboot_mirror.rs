@@ -138,6 +138,7 @@ impl Env {
             .env("BOOT_ROOT", &self.mnt)
             .env("MACHINE_ID", "3e0484f3634a418b8e6a39e8828b03e3")
             .env("KERNEL_INSTALL_PLUGINS", plugins())
+            .env("TMPDIR", self.t.path())
             .env("OSTREE_COMPOSEFS", BIN)
             .env("BIN", BIN)
             .env("SYSROOT", &self.sysroot)
