@@ -297,6 +297,20 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
+/// Copies `src` to `dst` through a temp name, synced: streamed, so a file of any size
+/// (another system's entry is not ours to bound) costs no memory.
+fn copy_synced(src: &Path, dst: &Path) -> Result<()> {
+    let tmp = tmp_name(dst);
+    let mut from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let mut to = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    std::io::copy(&mut from, &mut to)
+        .and_then(|_| to.sync_all())
+        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
+    drop(to);
+    fs::rename(&tmp, dst)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))
+}
+
 fn tmp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(
         ".{}.tmp",
@@ -318,15 +332,7 @@ fn copy_kernel_file(src: &Path, dst: &Path) -> Result<()> {
     }
     let parent = dst.parent().context("kernel path without parent")?;
     fs::create_dir_all(parent).with_context(|| format!("mkdir {}", parent.display()))?;
-    let tmp = tmp_name(dst);
-    let mut from = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let mut to = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    std::io::copy(&mut from, &mut to)
-        .and_then(|_| to.sync_all())
-        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()))?;
-    drop(to);
-    fs::rename(&tmp, dst)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), dst.display()))?;
+    copy_synced(src, dst)?;
     fsutil::fsync_path(parent)?;
     checkpoint("vfat-kernel-copied")
 }
@@ -436,9 +442,7 @@ pub fn sync(sysroot: &Path, m: &Mirror) -> Result<()> {
 
     fs::create_dir(&staging).with_context(|| format!("mkdir {}", staging.display()))?;
     for name in &live.foreign {
-        let src = entries.join(name);
-        let bytes = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-        write_synced(&staging.join(name), &bytes)?;
+        copy_synced(&entries.join(name), &staging.join(name))?;
     }
     for (name, text) in &texts {
         write_synced(&staging.join(name), text.as_bytes())?;
