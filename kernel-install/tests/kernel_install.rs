@@ -40,19 +40,6 @@ fn have_tools() -> bool {
         )
 }
 
-/// A gzip-compressed newc initrd, as initramfs-tools or dracut make them.
-fn make_initrd(dir: &Path, out: &Path) {
-    let root = dir.join("initrd-root");
-    write(&root.join("init"), "#!/bin/sh\n");
-    write(&root.join("etc/initrd-release"), "ID=test\n");
-    run(Command::new("sh")
-        .arg("-c")
-        .arg("cd \"$1\" && find . | cpio -o -H newc --quiet | gzip -9 > \"$2\"")
-        .arg("sh")
-        .arg(&root)
-        .arg(out));
-}
-
 fn setup(conf_text: &str) -> Option<Env> {
     if !have_tools() {
         return None;

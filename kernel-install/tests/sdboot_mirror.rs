@@ -45,15 +45,10 @@ pub struct Env {
     vfat: bool,
 }
 
-fn make_initrd(dir: &Path, out: &Path) {
-    let root = dir.join("initrd-root");
-    write(&root.join("init"), "#!/bin/sh\n");
-    run(Command::new("sh")
-        .arg("-c")
-        .arg("cd \"$1\" && find . | cpio -o -H newc --quiet | gzip -9 > \"$2\"")
-        .arg("sh")
-        .arg(&root)
-        .arg(out));
+/// A copy of the sysroot and of the partition image, to start each kill from.
+struct Saved {
+    sysroot: PathBuf,
+    img: PathBuf,
 }
 
 pub fn setup(conf_extra: &str) -> Option<Env> {
@@ -151,6 +146,24 @@ impl Env {
             c.env(k, v);
         }
         c
+    }
+
+    /// Saves the sysroot and the partition image as they are now.
+    fn save(&self) -> Saved {
+        let s = Saved {
+            sysroot: self.t.path().join("template"),
+            img: self.t.path().join("esp0.img"),
+        };
+        copy_tree(&self.sysroot, &s.sysroot);
+        fs::copy(&self.img, &s.img).unwrap();
+        s
+    }
+
+    /// Puts back what [`Env::save`] saved.
+    fn restore(&self, s: &Saved) {
+        remove_sysroot(&self.sysroot);
+        copy_tree(&s.sysroot, &self.sysroot);
+        fs::copy(&s.img, &self.img).unwrap();
     }
 
     pub fn on_esp(&self, script: &str) -> String {
@@ -573,17 +586,10 @@ fn killed_at_every_checkpoint(first: bool) {
         e.add(KVER, "our kernel\n");
     }
     // The starting point, copied back before every run.
-    let template = e.t.path().join("template");
-    copy_tree(&e.sysroot, &template);
-    let img0 = e.t.path().join("esp0.img");
-    fs::copy(&e.img, &img0).unwrap();
+    let saved = e.save();
     e.on_esp("true");
     let old = ostree_set(&e.snap());
-    let reset = || {
-        remove_sysroot(&e.sysroot);
-        copy_tree(&template, &e.sysroot);
-        fs::copy(&img0, &e.img).unwrap();
-    };
+    let reset = || e.restore(&saved);
     let script = e.add_script(KVER2, "another kernel\n");
     // The mirror of the sysroot as it was, which every change first brings the
     // partition to (the same as `old` once there is a mirror): a run stopped right
@@ -653,7 +659,7 @@ fn killed_at_every_checkpoint(first: bool) {
             assert_eq!(now, new, "{what}: neither the old nor the new set");
             saw_new += 1;
         }
-        check_bootable(&now, &e.snap(), &e.sysroot, &template, &what);
+        check_bootable(&now, &e.snap(), &e.sysroot, &saved.sysroot, &what);
         e.on_esp(&script);
         check_mirror(&e.sysroot, &e.snap());
         assert!(
@@ -751,17 +757,10 @@ fn mirror_update_killed_at_random_moments() {
     let Some(e) = setup("") else { return };
     e.write_tries("3\n");
     e.add(KVER, "our kernel\n");
-    let template = e.t.path().join("template");
-    copy_tree(&e.sysroot, &template);
-    let img0 = e.t.path().join("esp0.img");
-    fs::copy(&e.img, &img0).unwrap();
+    let saved = e.save();
     e.on_esp("true");
     let old = ostree_set(&e.snap());
-    let reset = || {
-        remove_sysroot(&e.sysroot);
-        copy_tree(&template, &e.sysroot);
-        fs::copy(&img0, &e.img).unwrap();
-    };
+    let reset = || e.restore(&saved);
     // A kernel big enough for a kill to land inside its copy now and then.
     let script = e.add_script(KVER2, &"k".repeat(8 << 20));
     e.on_esp(&script);
@@ -814,7 +813,7 @@ fn mirror_update_killed_at_random_moments() {
             assert_eq!(now, new, "{what}: neither the old nor the new set");
             saw_new += 1;
         }
-        check_bootable(&now, &e.snap(), &e.sysroot, &template, &what);
+        check_bootable(&now, &e.snap(), &e.sysroot, &saved.sysroot, &what);
         if !temps(&e.snap()).is_empty() {
             leftovers += 1;
         }

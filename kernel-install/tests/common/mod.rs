@@ -49,3 +49,17 @@ pub fn sysroot_deployed_by_ostree(dir: &Path, kver: &str) -> std::path::PathBuf 
     );
     sysroot
 }
+
+/// A gzip-compressed newc initrd in `out`, as initramfs-tools or dracut make them (its
+/// tree is built in `dir/initrd-root`).
+pub fn make_initrd(dir: &Path, out: &Path) {
+    let root = dir.join("initrd-root");
+    write(&root.join("init"), "#!/bin/sh\n");
+    write(&root.join("etc/initrd-release"), "ID=test\n");
+    run(Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | cpio -o -H newc --quiet | gzip -9 > \"$2\"")
+        .arg("sh")
+        .arg(&root)
+        .arg(out));
+}
