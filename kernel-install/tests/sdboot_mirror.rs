@@ -205,9 +205,9 @@ impl Env {
     }
 }
 
-/// The entries on the partition snapshot: name → text.
-pub fn esp_entries(snap: &Path) -> BTreeMap<String, String> {
-    fs::read_dir(snap.join("loader/entries"))
+/// The files of an entries directory: name → text.
+fn entry_texts(dir: &Path) -> BTreeMap<String, String> {
+    fs::read_dir(dir)
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
@@ -219,17 +219,13 @@ pub fn esp_entries(snap: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The entries on the partition snapshot: name → text.
+pub fn esp_entries(snap: &Path) -> BTreeMap<String, String> {
+    entry_texts(&snap.join("loader/entries"))
+}
+
 fn sysroot_entries(sysroot: &Path) -> BTreeMap<String, String> {
-    fs::read_dir(sysroot.join("boot/loader/entries"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                fs::read_to_string(e.path()).unwrap(),
-            )
-        })
-        .collect()
+    entry_texts(&sysroot.join("boot/loader/entries"))
 }
 
 /// Every ostree entry of the partition is the sysroot's entry of that N with paths on
