@@ -189,33 +189,13 @@ vm_boot_grub() {
             ;;
         *) die "BOOT_VIA=$mode: expected direct, grub-efi or grub-bios" ;;
     esac
-    local reboot=-no-reboot attempt
-    rm -f "$logf.grub-attempt1"
+    local reboot=-no-reboot
     [ "${GRUB_REBOOT:-0}" != 1 ] || reboot=
-    for attempt in 1 2; do
-        rc=0
-        # shellcheck disable=SC2046,SC2086 # the accelerator string is several words; $reboot may be empty
-        python3 -c "$GRUB_CONSOLE_PY" "$logf" timeout --kill-after=10 "$BOOT_TIMEOUT" qemu-system-x86_64 $(qemu_accel) \
-            -m "${OSTREE_VM_MEM:-1536}" -smp "${OSTREE_VM_SMP:-2}" \
-            -nodefaults -nographic $reboot -serial stdio -monitor none \
-            "${fw[@]}" "$@" </dev/null 2>"$logf.qemu-stderr" || rc=$?
-        # GRUB 2.14 i386-pc under TCG now and then turns a menu entry's script into
-        # garbage ("can't find command `@?_initrd'") before the kernel is loaded; the same
-        # disk boots on the next try. Only that error, in the run's first GRUB (no kernel
-        # has rebooted yet), is retried, once, and said in the log; any other error, or
-        # the same one again, fails the case.
-        if [ "$attempt" = 1 ] && [ "$rc" = 125 ] && grep -aq "error: can't find command" "$logf" &&
-            ! grep -aq 'reboot: ' "$logf"; then
-            mv "$logf" "$logf.grub-attempt1"
-            echo "[harness] GRUB garbled its menu entry (${logf##*/}.grub-attempt1): retrying once" >&2
-            continue
-        fi
-        break
-    done
-    if [ -f "$logf.grub-attempt1" ]; then
-        { echo "[harness] attempt 1: GRUB garbled its menu entry: $(grep -a "error: can't find command" "$logf.grub-attempt1" | head -2 | tr -d '\r' | tr '\n' ' ')"; cat "$logf"; } >"$logf.tmp"
-        mv "$logf.tmp" "$logf"
-    fi
+    # shellcheck disable=SC2046,SC2086 # the accelerator string is several words; $reboot may be empty
+    python3 -c "$GRUB_CONSOLE_PY" "$logf" timeout --kill-after=10 "$BOOT_TIMEOUT" qemu-system-x86_64 $(qemu_accel) \
+        -m "${OSTREE_VM_MEM:-1536}" -smp "${OSTREE_VM_SMP:-2}" \
+        -nodefaults -nographic $reboot -serial stdio -monitor none \
+        "${fw[@]}" "$@" </dev/null 2>"$logf.qemu-stderr" || rc=$?
     rm -f "$logf.vars"
     return "$rc"
 }
