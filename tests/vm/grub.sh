@@ -109,15 +109,20 @@ DEBUGFS
     local initrds=()
     while read -r f; do
         n=$((n + 1))
-        opts=""
-        local a
+        local a words=()
         # shellcheck disable=SC2013 # the options line is split into words on purpose
         for a in $(sed -n 's/^options //p' "$SYSROOT$f"); do
             if [ -n "$KARGS_DROP" ] && [[ $a =~ $KARGS_DROP ]]; then continue; fi
-            opts+="$a "
+            words+=("$a")
         done
-        opts+="$KARGS_ADD $args"
-        [ "$n" != 1 ] || opts+=" $ENTRY_KARGS_1"
+        # shellcheck disable=SC2206 # these hold several words each
+        words+=($KARGS_ADD $args)
+        # shellcheck disable=SC2206
+        [ "$n" != 1 ] || words+=($ENTRY_KARGS_1)
+        # Single spaces, none at the end: GRUB 2.14 i386-pc garbled the entry's next
+        # command ("can't find command `@?_initrd'") when the options line ended in a
+        # space, as ours never does.
+        opts="${words[*]}"
         awk -v o="$opts" '$1 == "options" { print "options " o; next } { print }' "$SYSROOT$f" >"$tmp/entry"
         disk_replace "$f" "$tmp/entry"
         initrds+=("$(sed -n 's/^initrd //p' "$SYSROOT$f")")
